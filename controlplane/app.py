@@ -1,0 +1,83 @@
+"""create_app(settings): the FastAPI application with its routers, metrics and lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from controlplane import __version__
+from controlplane.auth.router import router as auth_router
+from controlplane.clock import Clock
+from controlplane.compliance.router import open_data as open_data_router
+from controlplane.compliance.router import router as compliance_router
+from controlplane.config import Settings
+from controlplane.context import AppContext
+from controlplane.db import make_engine, make_sessionmaker
+from controlplane.errors import install_error_handlers
+from controlplane.monitoring.metrics import Metrics
+from controlplane.monitoring.refresh import PeriodicRefresher
+from controlplane.web.router import mount_web
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.effective_database_url)
+    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine), clock=clock or Clock(),
+                     metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        refresher = PeriodicRefresher(ctx, settings.metrics_refresh_seconds)
+        refresher.start()
+        try:
+            yield
+        finally:
+            refresher.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Control plane",
+        version=__version__,
+        description="Integrated cloud and video-conference network of the government",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        ctx.metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        ctx.metrics.http_duration.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["health"], summary="Public: liveness and database reachability")
+    def healthz() -> dict[str, str]:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             summary="Public: Prometheus metrics of this instance")
+    def metrics() -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(auth_router)
+    app.include_router(compliance_router)
+    app.include_router(open_data_router)
+    mount_web(app)
+    return app
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template (a bounded label), never the raw path."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))

@@ -1,0 +1,62 @@
+"""FastAPI dependencies: the request's unit of work, the caller, and a permission check per route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from controlplane.auth import service
+from controlplane.auth.roles import Permission, Principal
+from controlplane.context import AppContext
+from controlplane.db import transaction
+from controlplane.errors import Forbidden, NotAuthenticated
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def get_session(ctx: AppContext = Depends(get_ctx)) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back if it raises."""
+    with transaction(ctx.sessions) as session:
+        yield session
+
+
+# Commit (or roll back) when the route function returns, before the response is sent: a client that
+# reads right after a write, and work started after the response, always see the committed state.
+DB = Depends(get_session, scope="function")
+
+
+def bearer_secret(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def current_principal(
+    request: Request, session: Session = DB, ctx: AppContext = Depends(get_ctx)
+) -> Principal:
+    secret = bearer_secret(request)
+    if secret is None:
+        raise NotAuthenticated("authentication required: send 'Authorization: Bearer <token or API key>'")
+    principal = service.resolve_bearer(session, clock=ctx.clock, secret=secret)
+    if principal is None:
+        raise NotAuthenticated("the token or API key is invalid, expired or revoked")
+    return principal
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    """A dependency that lets the request through only if the caller's role grants `permission`."""
+
+    def _check(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.has(permission):
+            raise Forbidden(f"role '{principal.role}' lacks permission '{permission}'")
+        return principal
+
+    _check.__name__ = f"require_{permission.value.replace(':', '_')}"
+    return _check

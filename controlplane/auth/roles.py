@@ -1,0 +1,63 @@
+"""Roles, permissions and agency scope: pure rules, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    SECRETARIAT = "secretariat"
+    MINISTRY = "ministry"
+    AUDITOR = "auditor"
+
+
+class Permission(StrEnum):
+    AGENCIES_READ = "agencies:read"
+    AGENCIES_WRITE = "agencies:write"
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
+    AUDIT_READ = "audit:read"
+    COMPLIANCE_READ = "compliance:read"
+    MEETINGS_WRITE = "meetings:write"
+    POLICIES_WRITE = "policies:write"
+    SESSIONS_WRITE = "sessions:write"
+
+
+_READ_ALL = {Permission.AGENCIES_READ, Permission.COMPLIANCE_READ}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.OPERATOR: frozenset(_READ_ALL),
+    Role.SECRETARIAT: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
+    Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
+    Role.AUDITOR: frozenset(_READ_ALL | {Permission.USERS_READ, Permission.AUDIT_READ}),
+}
+
+# Roles whose reach is limited to their own agency.
+AGENCY_SCOPED = frozenset({Role.MINISTRY})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    user_id: int
+    username: str
+    role: Role
+    agency_id: int | None
+    agency_code: str | None = None
+    token_id: int | None = None
+
+    def has(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+    @property
+    def scoped(self) -> bool:
+        return self.role in AGENCY_SCOPED
+
+    def can_reach(self, agency_id: int | None) -> bool:
+        """Whether this caller may act on (or read the private data of) the given agency."""
+        return not self.scoped or (agency_id is not None and agency_id == self.agency_id)

@@ -1,0 +1,203 @@
+"""HTTP routes for login, the caller's own identity and keys, agencies, users and the audit log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from json import JSONDecodeError
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from controlplane.auth import service
+from controlplane.auth.deps import DB, current_principal, get_ctx, require
+from controlplane.auth.roles import ROLE_PERMISSIONS, Permission, Principal
+from controlplane.auth.schemas import (
+    AgencyCreate,
+    AgencyKind,
+    AgencyRead,
+    AgencyUpdate,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    AuditRead,
+    Me,
+    TokenRequest,
+    TokenResponse,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
+from controlplane.context import AppContext
+from controlplane.errors import InvalidInput, NotAuthenticated
+
+router = APIRouter(prefix="/api/v1", tags=["identity"])
+
+
+async def _token_request(request: Request) -> TokenRequest:
+    """Accept JSON or an OAuth2 password form, so both scripts and OAuth2 clients can log in."""
+    try:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            payload = await request.json()
+        else:
+            payload = dict(await request.form())
+        return TokenRequest.model_validate(payload)
+    except JSONDecodeError as exc:
+        raise InvalidInput("request body is not valid JSON", field="body") from exc
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise InvalidInput(f"{field}: {err['msg']}", field=field) from exc
+
+
+@router.post("/auth/token", response_model=TokenResponse, summary="Log in and get a bearer token")
+async def login(
+    credentials: TokenRequest = Depends(_token_request),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> TokenResponse:
+    def _login() -> TokenResponse:
+        user = service.authenticate(session, username=credentials.username, password=credentials.password)
+        if user is None:
+            raise NotAuthenticated("wrong username or password")
+        raw, token = service.issue_token(
+            session, clock=ctx.clock, user=user, ttl=timedelta(minutes=ctx.settings.token_ttl_minutes)
+        )
+        return TokenResponse(access_token=raw, expires_at=token.expires_at)
+
+    return await run_in_threadpool(_login)
+
+
+@router.post("/auth/logout", status_code=204, summary="Revoke the token of this request")
+def logout(
+    principal: Principal = Depends(current_principal),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> Response:
+    service.revoke_token(session, clock=ctx.clock, actor=principal)
+    return Response(status_code=204)
+
+
+@router.get("/auth/me", response_model=Me)
+def me(principal: Principal = Depends(current_principal)) -> Me:
+    return Me(
+        id=principal.user_id, username=principal.username, role=principal.role, agency_code=principal.agency_code,
+        permissions=sorted(p.value for p in ROLE_PERMISSIONS[principal.role]),
+    )
+
+
+@router.get("/auth/api-keys", response_model=list[ApiKeyRead])
+def list_api_keys(
+    principal: Principal = Depends(current_principal), session: Session = DB
+) -> list[ApiKeyRead]:
+    return [ApiKeyRead.model_validate(k) for k in service.list_api_keys(session, user_id=principal.user_id)]
+
+
+@router.post("/auth/api-keys", response_model=ApiKeyCreated, status_code=201)
+def create_api_key(
+    data: ApiKeyCreate,
+    principal: Principal = Depends(current_principal),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> ApiKeyCreated:
+    raw, key = service.create_api_key(session, clock=ctx.clock, actor=principal, data=data)
+    return ApiKeyCreated(key=raw, **ApiKeyRead.model_validate(key).model_dump())
+
+
+@router.delete("/auth/api-keys/{key_id}", status_code=204)
+def revoke_api_key(
+    key_id: int,
+    principal: Principal = Depends(current_principal),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> Response:
+    service.revoke_api_key(session, clock=ctx.clock, actor=principal, key_id=key_id)
+    return Response(status_code=204)
+
+
+@router.get("/agencies", response_model=list[AgencyRead], tags=["agencies"])
+def list_agencies(
+    kind: AgencyKind | None = None,
+    _: Principal = Depends(require(Permission.AGENCIES_READ)),
+    session: Session = DB,
+) -> list[AgencyRead]:
+    return [service.agency_read(a) for a in service.list_agencies(session, kind=kind.value if kind else None)]
+
+
+@router.get("/agencies/{code}", response_model=AgencyRead, tags=["agencies"])
+def get_agency(
+    code: str, _: Principal = Depends(require(Permission.AGENCIES_READ)), session: Session = DB
+) -> AgencyRead:
+    return service.agency_read(service.agency_by_code(session, code=code, field="code"))
+
+
+@router.post("/agencies", response_model=AgencyRead, status_code=201, tags=["agencies"])
+def create_agency(
+    data: AgencyCreate,
+    principal: Principal = Depends(require(Permission.AGENCIES_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> AgencyRead:
+    return service.agency_read(service.create_agency(session, clock=ctx.clock, actor=principal, data=data))
+
+
+@router.patch("/agencies/{code}", response_model=AgencyRead, tags=["agencies"])
+def update_agency(
+    code: str,
+    data: AgencyUpdate,
+    principal: Principal = Depends(require(Permission.AGENCIES_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> AgencyRead:
+    agency = service.update_agency(session, clock=ctx.clock, actor=principal, code=code, data=data)
+    return service.agency_read(agency)
+
+
+@router.get("/users", response_model=list[UserRead], tags=["users"])
+def list_users(
+    _: Principal = Depends(require(Permission.USERS_READ)), session: Session = DB
+) -> list[UserRead]:
+    return [service.user_read(u) for u in service.list_users(session)]
+
+
+@router.get("/users/{username}", response_model=UserRead, tags=["users"])
+def get_user(
+    username: str, _: Principal = Depends(require(Permission.USERS_READ)), session: Session = DB
+) -> UserRead:
+    return service.user_read(service.get_user(session, username=username))
+
+
+@router.post("/users", response_model=UserRead, status_code=201, tags=["users"])
+def create_user(
+    data: UserCreate,
+    principal: Principal = Depends(require(Permission.USERS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> UserRead:
+    return service.user_read(service.create_user(session, clock=ctx.clock, actor=principal, data=data))
+
+
+@router.patch("/users/{username}", response_model=UserRead, tags=["users"])
+def update_user(
+    username: str,
+    data: UserUpdate,
+    principal: Principal = Depends(require(Permission.USERS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> UserRead:
+    user = service.update_user(session, clock=ctx.clock, actor=principal, username=username, data=data)
+    return service.user_read(user)
+
+
+@router.get("/audit", response_model=list[AuditRead], tags=["audit"])
+def list_audit(
+    entity_type: str | None = None,
+    actor: str | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    _: Principal = Depends(require(Permission.AUDIT_READ)),
+    session: Session = DB,
+) -> list[AuditRead]:
+    entries = service.list_audit(session, entity_type=entity_type, actor=actor, limit=limit, offset=offset)
+    return [AuditRead.model_validate(e) for e in entries]

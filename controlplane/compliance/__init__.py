@@ -1,0 +1,1 @@
+"""The remote-meeting compliance register: designated meetings, sessions, targets, shares, forecasts."""

@@ -1,0 +1,246 @@
+"""HTTP routes of the compliance register and its public open-data view."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response, UploadFile
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from controlplane.auth.deps import DB, get_ctx, require
+from controlplane.auth.roles import Permission, Principal
+from controlplane.compliance import service, tabular
+from controlplane.compliance.domain import Period, PeriodError, parse_period
+from controlplane.compliance.schemas import (
+    ImportResult,
+    MeetingCreate,
+    MeetingRead,
+    MeetingUpdate,
+    PolicyCreate,
+    PolicyRead,
+    SessionCreate,
+    SessionRead,
+    SessionUpdate,
+    ShareReport,
+)
+from controlplane.context import AppContext
+from controlplane.errors import InvalidInput
+from controlplane.monitoring.refresh import refresh_compliance
+
+router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
+open_data = APIRouter(prefix="/api/v1/open-data", tags=["open data"])
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def period_param(period: str = Query(description="YYYY, YYYY-Qn or YYYY-MM", examples=["2014"])) -> Period:
+    try:
+        return parse_period(period)
+    except PeriodError as exc:
+        raise InvalidInput(str(exc), field="period") from exc
+
+
+class PolicyEnd(BaseModel):
+    effective_until: date
+
+
+@router.get("/policies", response_model=list[PolicyRead])
+def list_policies(
+    _: Principal = Depends(require(Permission.COMPLIANCE_READ)), session: Session = DB
+) -> list[PolicyRead]:
+    return [service.policy_read(p) for p in service.list_policies(session)]
+
+
+@router.post("/policies", response_model=PolicyRead, status_code=201)
+def create_policy(
+    data: PolicyCreate,
+    principal: Principal = Depends(require(Permission.POLICIES_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> PolicyRead:
+    return service.policy_read(service.create_policy(session, clock=ctx.clock, actor=principal, data=data))
+
+
+@router.patch("/policies/{policy_id}", response_model=PolicyRead, summary="End a policy on a given day")
+def end_policy(
+    policy_id: int,
+    data: PolicyEnd,
+    principal: Principal = Depends(require(Permission.POLICIES_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> PolicyRead:
+    policy = service.end_policy(session, clock=ctx.clock, actor=principal, policy_id=policy_id,
+                                until=data.effective_until)
+    return service.policy_read(policy)
+
+
+@router.get("/meetings", response_model=list[MeetingRead])
+def list_meetings(
+    ministry: str | None = Query(default=None, description="host agency code"),
+    active: bool | None = None,
+    q: str | None = Query(default=None, max_length=100),
+    limit: int = Query(default=500, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    _: Principal = Depends(require(Permission.COMPLIANCE_READ)),
+    session: Session = DB,
+) -> list[MeetingRead]:
+    meetings = service.list_meetings(session, host=ministry, active=active, query=q, limit=limit, offset=offset)
+    return [service.meeting_read(m) for m in meetings]
+
+
+@router.get("/meetings/{code}", response_model=MeetingRead)
+def get_meeting(
+    code: str, _: Principal = Depends(require(Permission.COMPLIANCE_READ)), session: Session = DB
+) -> MeetingRead:
+    return service.meeting_read(service.get_meeting(session, code=code))
+
+
+@router.post("/meetings", response_model=MeetingRead, status_code=201)
+def create_meeting(
+    data: MeetingCreate,
+    principal: Principal = Depends(require(Permission.MEETINGS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> MeetingRead:
+    return service.meeting_read(service.create_meeting(session, clock=ctx.clock, actor=principal, data=data))
+
+
+@router.patch("/meetings/{code}", response_model=MeetingRead)
+def update_meeting(
+    code: str,
+    data: MeetingUpdate,
+    principal: Principal = Depends(require(Permission.MEETINGS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> MeetingRead:
+    return service.meeting_read(service.update_meeting(session, clock=ctx.clock, actor=principal, code=code, data=data))
+
+
+@router.get("/sessions", response_model=list[SessionRead])
+def list_sessions(
+    meeting: str | None = None,
+    ministry: str | None = None,
+    start: date | None = Query(default=None, alias="from"),
+    end: date | None = Query(default=None, alias="to"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    principal: Principal = Depends(require(Permission.COMPLIANCE_READ)),
+    session: Session = DB,
+) -> list[SessionRead]:
+    rows = service.list_sessions(session, viewer=principal, meeting=meeting, host=ministry, start=start, end=end,
+                                 limit=limit, offset=offset)
+    return [service.session_read(r) for r in rows]
+
+
+@router.post("/sessions", response_model=SessionRead, status_code=201)
+def create_session(
+    data: SessionCreate,
+    background: BackgroundTasks,
+    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> SessionRead:
+    row = service.create_session(session, clock=ctx.clock, actor=principal, data=data)
+    background.add_task(refresh_compliance, ctx)
+    return service.session_read(row)
+
+
+@router.patch("/sessions/{session_id}", response_model=SessionRead)
+def update_session(
+    session_id: int,
+    data: SessionUpdate,
+    background: BackgroundTasks,
+    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> SessionRead:
+    row = service.update_session(session, clock=ctx.clock, actor=principal, session_id=session_id, data=data)
+    background.add_task(refresh_compliance, ctx)
+    return service.session_read(row)
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+def delete_session(
+    session_id: int,
+    background: BackgroundTasks,
+    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> Response:
+    service.delete_session(session, clock=ctx.clock, actor=principal, session_id=session_id)
+    background.add_task(refresh_compliance, ctx)
+    return Response(status_code=204)
+
+
+@router.post("/sessions/import", response_model=ImportResult,
+             summary="Import sessions from CSV or XLSX, all or nothing",
+             description="Columns: meeting_code, held_on (YYYY-MM-DD), mode (video|in_person|hybrid), "
+                         "optional status (held|scheduled|cancelled) and note. Row numbers in errors count the "
+                         "header as row 1.")
+async def import_sessions(
+    file: UploadFile,
+    background: BackgroundTasks,
+    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
+    session: Session = DB,
+    ctx: AppContext = Depends(get_ctx),
+) -> ImportResult:
+    content = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise InvalidInput(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB", field="file")
+    filename = file.filename or ""
+
+    def _import() -> int:
+        rows = tabular.read_rows(filename, content)
+        return service.import_sessions(session, clock=ctx.clock, actor=principal, rows=rows, source=filename)
+
+    imported = await run_in_threadpool(_import)
+    background.add_task(refresh_compliance, ctx)
+    return ImportResult(imported=imported)
+
+
+@router.get("/shares", response_model=ShareReport)
+def shares(
+    period: Period = Depends(period_param),
+    scope: Literal["ministry", "meeting"] = "ministry",
+    ministry: str | None = Query(default=None, description="host agency code: that ministry's meetings"),
+    _: Principal = Depends(require(Permission.COMPLIANCE_READ)),
+    session: Session = DB,
+) -> ShareReport:
+    return service.share_report(session, period=period, scope=scope, ministry=ministry)
+
+
+def _download(report: ShareReport, fmt: str, stem: str) -> Response:
+    if fmt == "csv":
+        return Response(tabular.report_csv(report), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
+    if fmt == "xlsx":
+        return Response(tabular.report_xlsx(report), media_type=XLSX_TYPE,
+                        headers={"Content-Disposition": f'attachment; filename="{stem}.xlsx"'})
+    return Response(report.model_dump_json(), media_type="application/json")
+
+
+@router.get("/report", summary="The share report as a file (CSV or XLSX) or JSON")
+def report(
+    period: Period = Depends(period_param),
+    ministry: str | None = None,
+    format: Literal["json", "csv", "xlsx"] = "csv",
+    _: Principal = Depends(require(Permission.COMPLIANCE_READ)),
+    session: Session = DB,
+) -> Response:
+    data = service.share_report(session, period=period, ministry=ministry)
+    return _download(data, format, f"remote-meetings-{period.label}" + (f"-{ministry}" if ministry else ""))
+
+
+@open_data.get("/remote-meetings", summary="Public: video share per ministry for a period (no personal data)")
+def remote_meetings_open_data(
+    period: Period = Depends(period_param),
+    format: Literal["json", "csv"] = "json",
+    session: Session = DB,
+) -> Response:
+    # The report holds only aggregates per ministry: counts, shares, targets. No users, notes or sessions.
+    data = service.share_report(session, period=period)
+    return _download(data, format, f"remote-meetings-{period.label}")

@@ -1,0 +1,43 @@
+"""Settings, read from CP_* environment variables (and a .env file when present)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CP_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = REPO_ROOT / "var"
+    database_url: str = ""
+    secret_key: str = DEFAULT_SECRET_KEY
+    token_ttl_minutes: int = Field(default=8 * 60, ge=1, le=30 * 24 * 60)
+    bootstrap_admin_password: str = ""
+    timezone: str = "Asia/Seoul"
+    metrics_refresh_seconds: float = Field(default=60.0, gt=0)
+    cookie_secure: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_prod(self) -> Settings:
+        if self.env == "prod":
+            if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
+                raise ValueError(
+                    "CP_SECRET_KEY must be set to a random value of at least 32 characters when CP_ENV=prod"
+                )
+            if not self.database_url:
+                raise ValueError("CP_DATABASE_URL must be set explicitly when CP_ENV=prod")
+        return self
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'controlplane.db'}"
+

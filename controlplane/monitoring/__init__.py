@@ -1,0 +1,1 @@
+"""Prometheus instruments and collectors, one registry per app."""

@@ -1,0 +1,5 @@
+from fastapi import FastAPI
+
+
+def mount_web(app: FastAPI) -> None:
+    return None

@@ -1,0 +1,150 @@
+"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, apps, users and tokens."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.app import create_app
+from controlplane.auth import service as auth_service
+from controlplane.auth.roles import Role
+from controlplane.auth.schemas import AgencyCreate, AgencyKind, UserCreate
+from controlplane.clock import FixedClock
+from controlplane.compliance import service as compliance_service
+from controlplane.compliance.schemas import MeetingCreate
+from controlplane.config import Settings
+from controlplane.db import Base, make_engine, make_sessionmaker, transaction
+from controlplane.migrations import upgrade
+
+PG_ADMIN_URL = os.environ.get("CP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "correct-horse-battery-9"
+# Mid-2014: the 50% rule is in force and half of the year's sessions are still to come.
+NOW = datetime(2014, 7, 1, 3, 0, tzinfo=UTC)
+
+
+def _postgres_database() -> Iterator[str]:
+    import psycopg
+
+    admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"cp_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable at {admin_url}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {exc}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A freshly migrated database, once per backend for the whole run."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'controlplane.db'}"
+        upgrade(url)
+        yield url
+    else:
+        for url in _postgres_database():
+            upgrade(url)
+            yield url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _empty_tables(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """An empty, migrated database for this test."""
+    _empty_tables(engine)
+    yield make_sessionmaker(engine)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(env="test", database_url=database_url, data_dir=tmp_path, metrics_refresh_seconds=3600)
+
+
+@pytest.fixture
+def client(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, clock=clock)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def catalogue(sessions: sessionmaker[Session], clock: FixedClock) -> dict[str, Any]:
+    """Three ministries, the real policies, and four designated meetings."""
+    with transaction(sessions) as s:
+        for code, ko, en in [("MOIS", "행정안전부", "Ministry of the Interior and Safety"),
+                             ("MOEF", "기획재정부", "Ministry of Economy and Finance"),
+                             ("MSIT", "과학기술정보통신부", "Ministry of Science and ICT")]:
+            auth_service.create_agency(s, clock=clock, actor="test", data=AgencyCreate(
+                code=code, name_ko=ko, name_en=en, kind=AgencyKind.MINISTRY))
+        compliance_service.seed_policies(s, clock=clock, actor="test")
+        for code, host, others, since in [
+            ("MOIS-LOCAL", "MOIS", ["MOEF", "MSIT"], date(2011, 1, 1)),
+            ("MOIS-SAFETY", "MOIS", ["MSIT"], date(2011, 1, 1)),
+            ("MOEF-ECON", "MOEF", ["MOIS", "MSIT"], date(2011, 1, 1)),
+            ("MSIT-ICT", "MSIT", ["MOIS"], date(2014, 3, 1)),
+        ]:
+            compliance_service.create_meeting(s, clock=clock, actor="test", data=MeetingCreate(
+                code=code, name_ko=f"{code} 회의", name_en=f"{code} meeting", host=host, participants=others,
+                cadence="monthly", designated_from=since))
+    return {"ministries": ["MOIS", "MOEF", "MSIT"]}
+
+
+@pytest.fixture
+def make_user(sessions: sessionmaker[Session], clock: FixedClock) -> Callable[..., str]:
+    def _make(username: str, role: Role | str, agency: str | None = None) -> str:
+        with transaction(sessions) as s:
+            auth_service.create_user(s, clock=clock, actor="test", data=UserCreate(
+                username=username, password=PASSWORD, role=Role(role), agency_code=agency))
+        return username
+
+    return _make
+
+
+@pytest.fixture
+def login(client: TestClient, make_user: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    """Create a user and return the Authorization header of a fresh token."""
+
+    def _login(username: str, role: Role | str, agency: str | None = None) -> dict[str, str]:
+        make_user(username, role, agency)
+        response = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    return _login
