@@ -19,9 +19,9 @@ CADENCE_DAYS = {
 }
 
 
-def _video_probability(year: int) -> float:
-    # Video use grew after the 2014 rule and again after 2020.
-    return min(0.85, 0.22 + 0.04 * max(0, year - 2011) + (0.1 if year >= 2020 else 0.0))
+def _video_probability(year: int, habit: float) -> float:
+    # Video use grew after the 2014 rule and again after 2020; some meetings keep meeting in person.
+    return max(0.05, min(0.8, 0.2 + 0.03 * max(0, year - 2011) + (0.1 if year >= 2020 else 0.0) + habit))
 
 
 def session_rows(
@@ -31,13 +31,14 @@ def session_rows(
     rng = random.Random(seed)
     for meeting_id, cadence, designated_from, designated_until in meetings:
         step = CADENCE_DAYS[Cadence(cadence)]
+        habit = rng.uniform(-0.35, 0.2)
         day = max(start, designated_from) + timedelta(days=rng.randrange(step))
         last = min(end, designated_until) if designated_until else end
         while day <= last:
             held = day <= today
             roll = rng.random()
-            video_p = _video_probability(day.year)
-            mode = Mode.VIDEO if roll < video_p else Mode.HYBRID if roll < video_p + 0.1 else Mode.IN_PERSON
+            video_p = _video_probability(day.year, habit)
+            mode = Mode.VIDEO if roll < video_p else Mode.HYBRID if roll < video_p + 0.08 else Mode.IN_PERSON
             yield {
                 "meeting_id": meeting_id, "held_on": day, "mode": mode.value, "evidence": Evidence.MANUAL.value,
                 "status": (SessionStatus.HELD if held else SessionStatus.SCHEDULED).value, "note": "",

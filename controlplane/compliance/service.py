@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
@@ -407,7 +407,9 @@ def _designated_in(period: Period) -> Any:
     )
 
 
-def share_report(session: Session, *, period: Period, scope: str = "ministry", ministry: str | None = None) -> ShareReport:
+def share_report(
+    session: Session, *, period: Period, scope: str = "ministry", ministry: str | None = None
+) -> ShareReport:
     """Shares for a period: government-wide, plus rows per ministry or per meeting."""
     if scope not in ("ministry", "meeting"):
         raise InvalidInput("scope must be 'ministry' or 'meeting'", field="scope")
@@ -416,8 +418,9 @@ def share_report(session: Session, *, period: Period, scope: str = "ministry", m
     if host is not None:
         scope = "meeting"
 
+    everything = literal(0)
     government = _evaluate(
-        _tallies(session, period=period, segments=segments, key=func.coalesce(None, 0), host_id=None), segments, 0
+        _tallies(session, period=period, segments=segments, key=everything, host_id=None), segments, 0
     )
     if scope == "ministry":
         key_column: Any = Meeting.host_agency_id
@@ -449,7 +452,7 @@ def share_report(session: Session, *, period: Period, scope: str = "ministry", m
         ministry_row = ShareRow(key=host.code, name_ko=host.name_ko, name_en=host.name_en, host=host.code,
                                 **_share_read(_evaluate(host_tallies, segments, host.id)).model_dump())
     return ShareReport(
-        period=period.label, start=period.start, end=period.end.fromordinal(period.end.toordinal() - 1),
+        period=period.label, start=period.start, end=period.end - timedelta(days=1),
         scope=scope, government=_share_read(government), ministry=ministry_row, rows=rows,
     )
 
