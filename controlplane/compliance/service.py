@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
@@ -418,12 +418,16 @@ def share_report(
     if host is not None:
         scope = "meeting"
 
-    everything = literal(0)
-    government = _evaluate(
-        _tallies(session, period=period, segments=segments, key=everything, host_id=None), segments, 0
-    )
+    # One aggregate by host ministry serves the ministry rows, the ministry total and (summed) the
+    # government total: every meeting has exactly one host.
+    by_host = _tallies(session, period=period, segments=segments, key=Meeting.host_agency_id, host_id=None)
+    totals: dict[tuple[Any, int], domain.Tally] = defaultdict(domain.Tally)
+    for (_, segment), tally in by_host.items():
+        totals[(None, segment)] += tally
+    government = _evaluate(totals, segments, None)
+
     if scope == "ministry":
-        key_column: Any = Meeting.host_agency_id
+        tallies = by_host
         scopes = {
             a.id: _Scope(a.code, a.name_ko, a.name_en, a.code)
             for a in session.scalars(
@@ -432,14 +436,13 @@ def share_report(
             )
         }
     else:
-        key_column = Meeting.id
+        tallies = _tallies(session, period=period, segments=segments, key=Meeting.id,
+                           host_id=host.id if host else None)
         stmt = select(Meeting).where(_designated_in(period)).order_by(Meeting.code)
         if host is not None:
             stmt = stmt.where(Meeting.host_agency_id == host.id)
         scopes = {m.id: _Scope(m.code, m.name_ko, m.name_en, m.host.code) for m in session.scalars(stmt)}
 
-    tallies = _tallies(session, period=period, segments=segments, key=key_column,
-                       host_id=host.id if host else None)
     rows = [
         ShareRow(key=s.key, name_ko=s.name_ko, name_en=s.name_en, host=s.host,
                  **_share_read(_evaluate(tallies, segments, scope_id)).model_dump())
@@ -447,10 +450,8 @@ def share_report(
     ]
     ministry_row = None
     if host is not None:
-        host_tallies = _tallies(session, period=period, segments=segments, key=Meeting.host_agency_id,
-                                host_id=host.id)
         ministry_row = ShareRow(key=host.code, name_ko=host.name_ko, name_en=host.name_en, host=host.code,
-                                **_share_read(_evaluate(host_tallies, segments, host.id)).model_dump())
+                                **_share_read(_evaluate(by_host, segments, host.id)).model_dump())
     return ShareReport(
         period=period.label, start=period.start, end=period.end - timedelta(days=1),
         scope=scope, government=_share_read(government), ministry=ministry_row, rows=rows,
