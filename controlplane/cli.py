@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
@@ -51,7 +52,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValueError as exc:
-        err.print(f"[red]error:[/] invalid settings: {exc}")
+        err.print(f"[red]error:[/] invalid settings: {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -60,7 +61,7 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
+    err.print(f"[red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -231,11 +232,11 @@ def compliance_import(file: Path = typer.Argument(..., exists=True, dir_okay=Fal
                 source=file.name,
             )
     except AppError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
+        err.print(f"[red]error:[/] {escape(exc.message)}")
         for detail in exc.details or []:
-            err.print(f"  row {detail['row']}: {detail['field']}: {detail['reason']}")
+            err.print(escape(f"  row {detail['row']}: {detail['field']}: {detail['reason']}"))
         raise typer.Exit(1) from None
-    console.print(f"imported {imported} sessions from {file.name}")
+    console.print(escape(f"imported {imported} sessions from {file.name}"))
 
 
 def main() -> None:

@@ -167,7 +167,7 @@ def update_user(session: Session, *, clock: Clock, actor: audit.Actor, username:
     if (password := fields.pop("password", None)) is not None:
         user.password_hash = hash_password(password)
     for name, value in fields.items():
-        if value is None and name in ("role", "active"):
+        if value is None and name in ("role", "active", "full_name"):
             raise InvalidInput(f"{name} cannot be null", field=name)
         setattr(user, name, getattr(value, "value", value))
     _check_role_scope(Role(user.role), user.agency)
@@ -195,7 +195,7 @@ def issue_token(session: Session, *, clock: Clock, user: User, ttl: timedelta) -
     token = AccessToken(user_id=user.id, token_hash=digest(raw), created_at=now, expires_at=now + ttl)
     session.add(token)
     session.flush()
-    audit.record(session, clock=clock, actor=_principal(user, token.id), action="login", entity_type="session",
+    audit.record(session, clock=clock, actor=_principal(user, token.id), action="login", entity_type="access_token",
                  entity_id=token.id, after={"expires_at": token.expires_at}, agency_id=user.agency_id)
     return raw, token
 
@@ -204,7 +204,7 @@ def revoke_token(session: Session, *, clock: Clock, actor: Principal) -> None:
     token = session.get(AccessToken, actor.token_id) if actor.token_id else None
     if token is not None and token.revoked_at is None:
         token.revoked_at = clock.now()
-        audit.record(session, clock=clock, actor=actor, action="logout", entity_type="session",
+        audit.record(session, clock=clock, actor=actor, action="logout", entity_type="access_token",
                      entity_id=token.id, before={"revoked_at": None}, after={"revoked_at": token.revoked_at},
                      agency_id=actor.agency_id)
 

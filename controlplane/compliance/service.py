@@ -92,6 +92,10 @@ def end_policy(session: Session, *, clock: Clock, actor: audit.Actor, policy_id:
         raise NotFound(f"unknown policy {policy_id}", field="policy_id")
     if until < policy.effective_from:
         raise InvalidInput("effective_until must not be before effective_from", field="effective_until")
+    for other in list_policies(session):
+        if other.id != policy.id and _overlaps(policy.effective_from, until, other.effective_from,
+                                               other.effective_until):
+            raise Conflict(f"would overlap the policy in force from {other.effective_from}", field="effective_until")
     before = audit.snapshot(policy, POLICY_FIELDS)
     policy.effective_until = until
     audit.record(session, clock=clock, actor=actor, action="update", entity_type="policy", entity_id=policy.id,
@@ -180,8 +184,11 @@ def update_meeting(
     if fields.get("host"):
         meeting.host = agency_by_code(session, code=fields.pop("host"), field="host")
         meeting.host_agency_id = meeting.host.id
-    if (codes := fields.pop("participants", None)) is not None:
-        meeting.participants = _participants(session, codes, meeting.host)
+    codes = fields.pop("participants", None)
+    # Re-checked on a host change too: the host is never also a participant.
+    meeting.participants = _participants(
+        session, codes if codes is not None else [a.code for a in meeting.participants], meeting.host
+    )
     for name, value in fields.items():
         if value is None and name not in ("designated_until",):
             raise InvalidInput(f"{name} cannot be null", field=name)
@@ -302,7 +309,9 @@ def update_session(
         setattr(row, name, getattr(value, "value", value))
     if problem := check_session_rules(row.meeting, row.held_on, row.status, clock.today()):
         raise InvalidInput(problem[1], field=problem[0])
-    if _session_exists(session, row.meeting_id, row.held_on, exclude_id=row.id):
+    with session.no_autoflush:  # look for a twin before the changed row is written
+        twin = _session_exists(session, row.meeting_id, row.held_on, exclude_id=row.id)
+    if twin:
         raise Conflict(f"meeting '{row.meeting.code}' already has a session on {row.held_on}", field="held_on")
     after = audit.snapshot(row, SESSION_FIELDS)
     if before != after:
@@ -355,6 +364,8 @@ def _tallies(
     session: Session, *, period: Period, segments: list[domain.PolicySegment], key: Any, host_id: int | None
 ) -> dict[tuple[Any, int], domain.Tally]:
     """Session counts per (key, policy segment), counted by the database."""
+    if not segments:  # no rule in force during the period: nothing is judged
+        return {}
     s = MeetingSession
     segment = case(
         *[(and_(s.held_on >= seg.start, s.held_on < seg.end), i) for i, seg in enumerate(segments)], else_=-1
@@ -515,10 +526,12 @@ def import_sessions(
 
     if accepted:
         days = [data.held_on for _, _, data in accepted]
-        existing = set(session.execute(
-            select(MeetingSession.meeting_id, MeetingSession.held_on)
-            .where(MeetingSession.held_on >= min(days), MeetingSession.held_on <= max(days))
-        ).tuples())
+        existing = {
+            (meeting_id, held_on) for meeting_id, held_on in session.execute(
+                select(MeetingSession.meeting_id, MeetingSession.held_on)
+                .where(MeetingSession.held_on >= min(days), MeetingSession.held_on <= max(days))
+            )
+        }
         for number, meeting, data in accepted:
             if (meeting.id, data.held_on) in existing:
                 bad(number, "held_on", f"duplicate session: meeting '{meeting.code}' already has a session on "

@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
+from zipfile import BadZipFile
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.chart import BarChart, Reference
@@ -60,7 +61,7 @@ def _csv_table(content: bytes) -> Iterator[list[Any]]:
 def _xlsx_table(content: bytes) -> Iterator[list[Any]]:
     try:
         workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError) as exc:
         raise InvalidInput(f"not a readable XLSX file: {exc}", field="file") from None
     try:
         sheet = workbook.worksheets[0]
