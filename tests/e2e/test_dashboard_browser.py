@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = Path(os.environ.get("CP_TEST_CHROMIUM", "/usr/lib/chromium/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-README_COMMAND = ".venv/bin/python -m pytest tests/e2e -m e2e (see the README's test section)"
+README_COMMAND = "scripts/test tests/e2e (the README's test command installs Chromium)"
 E2E_PASSWORD = "e2e-password-1234"
 SERVER_START_SECONDS = 60
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
