@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -27,7 +28,8 @@ def get_session(ctx: AppContext = Depends(get_ctx)) -> Iterator[Session]:
 
 # Commit (or roll back) when the route function returns, before the response is sent: a client that
 # reads right after a write, and work started after the response, always see the committed state.
-DB = Depends(get_session, scope="function")
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 def bearer_secret(request: Request) -> str | None:
@@ -38,9 +40,7 @@ def bearer_secret(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def current_principal(
-    request: Request, session: Session = DB, ctx: AppContext = Depends(get_ctx)
-) -> Principal:
+def current_principal(request: Request, session: DbSession, ctx: Ctx) -> Principal:
     secret = bearer_secret(request)
     if secret is None:
         raise NotAuthenticated("authentication required: send 'Authorization: Bearer <token or API key>'")
@@ -60,3 +60,6 @@ def require(permission: Permission) -> Callable[..., Principal]:
 
     _check.__name__ = f"require_{permission.value.replace(':', '_')}"
     return _check
+
+
+Caller = Annotated[Principal, Depends(current_principal)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from json import JSONDecodeError
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth import service
-from controlplane.auth.deps import DB, current_principal, get_ctx, require
+from controlplane.auth.deps import Caller, Ctx, DbSession, require
 from controlplane.auth.roles import ROLE_PERMISSIONS, Permission, Principal
 from controlplane.auth.schemas import (
     AgencyCreate,
@@ -29,8 +29,13 @@ from controlplane.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from controlplane.context import AppContext
 from controlplane.errors import InvalidInput, NotAuthenticated
+
+AgenciesReader = Annotated[Principal, Depends(require(Permission.AGENCIES_READ))]
+AgenciesWriter = Annotated[Principal, Depends(require(Permission.AGENCIES_WRITE))]
+AuditReader = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
+UsersReader = Annotated[Principal, Depends(require(Permission.USERS_READ))]
+UsersWriter = Annotated[Principal, Depends(require(Permission.USERS_WRITE))]
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -53,9 +58,10 @@ async def _token_request(request: Request) -> TokenRequest:
 
 @router.post("/auth/token", response_model=TokenResponse, summary="Log in and get a bearer token")
 async def login(
+    *,
     credentials: TokenRequest = Depends(_token_request),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    session: DbSession,
+    ctx: Ctx,
 ) -> TokenResponse:
     def _login() -> TokenResponse:
         user = service.authenticate(session, username=credentials.username, password=credentials.password)
@@ -71,16 +77,17 @@ async def login(
 
 @router.post("/auth/logout", status_code=204, summary="Revoke the token of this request")
 def logout(
-    principal: Principal = Depends(current_principal),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    *,
+    principal: Caller,
+    session: DbSession,
+    ctx: Ctx,
 ) -> Response:
     service.revoke_token(session, clock=ctx.clock, actor=principal)
     return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=Me)
-def me(principal: Principal = Depends(current_principal)) -> Me:
+def me(principal: Caller) -> Me:
     return Me(
         id=principal.user_id, username=principal.username, role=principal.role, agency_code=principal.agency_code,
         permissions=sorted(p.value for p in ROLE_PERMISSIONS[principal.role]),
@@ -88,18 +95,17 @@ def me(principal: Principal = Depends(current_principal)) -> Me:
 
 
 @router.get("/auth/api-keys", response_model=list[ApiKeyRead])
-def list_api_keys(
-    principal: Principal = Depends(current_principal), session: Session = DB
-) -> list[ApiKeyRead]:
+def list_api_keys(*, principal: Caller, session: DbSession) -> list[ApiKeyRead]:
     return [ApiKeyRead.model_validate(k) for k in service.list_api_keys(session, user_id=principal.user_id)]
 
 
 @router.post("/auth/api-keys", response_model=ApiKeyCreated, status_code=201)
 def create_api_key(
+    *,
     data: ApiKeyCreate,
-    principal: Principal = Depends(current_principal),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: Caller,
+    session: DbSession,
+    ctx: Ctx,
 ) -> ApiKeyCreated:
     raw, key = service.create_api_key(session, clock=ctx.clock, actor=principal, data=data)
     return ApiKeyCreated(key=raw, **ApiKeyRead.model_validate(key).model_dump())
@@ -107,10 +113,11 @@ def create_api_key(
 
 @router.delete("/auth/api-keys/{key_id}", status_code=204)
 def revoke_api_key(
+    *,
     key_id: int,
-    principal: Principal = Depends(current_principal),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: Caller,
+    session: DbSession,
+    ctx: Ctx,
 ) -> Response:
     service.revoke_api_key(session, clock=ctx.clock, actor=principal, key_id=key_id)
     return Response(status_code=204)
@@ -118,73 +125,72 @@ def revoke_api_key(
 
 @router.get("/agencies", response_model=list[AgencyRead], tags=["agencies"])
 def list_agencies(
+    *,
     kind: AgencyKind | None = None,
-    _: Principal = Depends(require(Permission.AGENCIES_READ)),
-    session: Session = DB,
+    _: AgenciesReader,
+    session: DbSession,
 ) -> list[AgencyRead]:
     return [service.agency_read(a) for a in service.list_agencies(session, kind=kind.value if kind else None)]
 
 
 @router.get("/agencies/{code}", response_model=AgencyRead, tags=["agencies"])
-def get_agency(
-    code: str, _: Principal = Depends(require(Permission.AGENCIES_READ)), session: Session = DB
-) -> AgencyRead:
+def get_agency(*, code: str, _: AgenciesReader, session: DbSession) -> AgencyRead:
     return service.agency_read(service.agency_by_code(session, code=code, field="code"))
 
 
 @router.post("/agencies", response_model=AgencyRead, status_code=201, tags=["agencies"])
 def create_agency(
+    *,
     data: AgencyCreate,
-    principal: Principal = Depends(require(Permission.AGENCIES_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: AgenciesWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> AgencyRead:
     return service.agency_read(service.create_agency(session, clock=ctx.clock, actor=principal, data=data))
 
 
 @router.patch("/agencies/{code}", response_model=AgencyRead, tags=["agencies"])
 def update_agency(
+    *,
     code: str,
     data: AgencyUpdate,
-    principal: Principal = Depends(require(Permission.AGENCIES_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: AgenciesWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> AgencyRead:
     agency = service.update_agency(session, clock=ctx.clock, actor=principal, code=code, data=data)
     return service.agency_read(agency)
 
 
 @router.get("/users", response_model=list[UserRead], tags=["users"])
-def list_users(
-    _: Principal = Depends(require(Permission.USERS_READ)), session: Session = DB
-) -> list[UserRead]:
+def list_users(*, _: UsersReader, session: DbSession) -> list[UserRead]:
     return [service.user_read(u) for u in service.list_users(session)]
 
 
 @router.get("/users/{username}", response_model=UserRead, tags=["users"])
-def get_user(
-    username: str, _: Principal = Depends(require(Permission.USERS_READ)), session: Session = DB
-) -> UserRead:
+def get_user(*, username: str, _: UsersReader, session: DbSession) -> UserRead:
     return service.user_read(service.get_user(session, username=username))
 
 
 @router.post("/users", response_model=UserRead, status_code=201, tags=["users"])
 def create_user(
+    *,
     data: UserCreate,
-    principal: Principal = Depends(require(Permission.USERS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: UsersWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> UserRead:
     return service.user_read(service.create_user(session, clock=ctx.clock, actor=principal, data=data))
 
 
 @router.patch("/users/{username}", response_model=UserRead, tags=["users"])
 def update_user(
+    *,
     username: str,
     data: UserUpdate,
-    principal: Principal = Depends(require(Permission.USERS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: UsersWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> UserRead:
     user = service.update_user(session, clock=ctx.clock, actor=principal, username=username, data=data)
     return service.user_read(user)
@@ -192,12 +198,13 @@ def update_user(
 
 @router.get("/audit", response_model=list[AuditRead], tags=["audit"])
 def list_audit(
+    *,
     entity_type: str | None = None,
     actor: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
-    _: Principal = Depends(require(Permission.AUDIT_READ)),
-    session: Session = DB,
+    _: AuditReader,
+    session: DbSession,
 ) -> list[AuditRead]:
     entries = service.list_audit(session, entity_type=entity_type, actor=actor, limit=limit, offset=offset)
     return [AuditRead.model_validate(e) for e in entries]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response, UploadFile
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from controlplane.auth.deps import DB, get_ctx, require
+from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
 from controlplane.compliance import service, tabular
 from controlplane.compliance.domain import Period, PeriodError, parse_period
@@ -26,9 +25,13 @@ from controlplane.compliance.schemas import (
     SessionUpdate,
     ShareReport,
 )
-from controlplane.context import AppContext
 from controlplane.errors import InvalidInput
 from controlplane.monitoring.refresh import refresh_compliance
+
+ComplianceReader = Annotated[Principal, Depends(require(Permission.COMPLIANCE_READ))]
+MeetingsWriter = Annotated[Principal, Depends(require(Permission.MEETINGS_WRITE))]
+PoliciesWriter = Annotated[Principal, Depends(require(Permission.POLICIES_WRITE))]
+SessionsWriter = Annotated[Principal, Depends(require(Permission.SESSIONS_WRITE))]
 
 router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
 open_data = APIRouter(prefix="/api/v1/open-data", tags=["open data"])
@@ -49,29 +52,29 @@ class PolicyEnd(BaseModel):
 
 
 @router.get("/policies", response_model=list[PolicyRead])
-def list_policies(
-    _: Principal = Depends(require(Permission.COMPLIANCE_READ)), session: Session = DB
-) -> list[PolicyRead]:
+def list_policies(*, _: ComplianceReader, session: DbSession) -> list[PolicyRead]:
     return [service.policy_read(p) for p in service.list_policies(session)]
 
 
 @router.post("/policies", response_model=PolicyRead, status_code=201)
 def create_policy(
+    *,
     data: PolicyCreate,
-    principal: Principal = Depends(require(Permission.POLICIES_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: PoliciesWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> PolicyRead:
     return service.policy_read(service.create_policy(session, clock=ctx.clock, actor=principal, data=data))
 
 
 @router.patch("/policies/{policy_id}", response_model=PolicyRead, summary="End a policy on a given day")
 def end_policy(
+    *,
     policy_id: int,
     data: PolicyEnd,
-    principal: Principal = Depends(require(Permission.POLICIES_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: PoliciesWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> PolicyRead:
     policy = service.end_policy(session, clock=ctx.clock, actor=principal, policy_id=policy_id,
                                 until=data.effective_until)
@@ -80,56 +83,58 @@ def end_policy(
 
 @router.get("/meetings", response_model=list[MeetingRead])
 def list_meetings(
+    *,
     ministry: str | None = Query(default=None, description="host agency code"),
     active: bool | None = None,
     q: str | None = Query(default=None, max_length=100),
     limit: int = Query(default=500, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
-    _: Principal = Depends(require(Permission.COMPLIANCE_READ)),
-    session: Session = DB,
+    _: ComplianceReader,
+    session: DbSession,
 ) -> list[MeetingRead]:
     meetings = service.list_meetings(session, host=ministry, active=active, query=q, limit=limit, offset=offset)
     return [service.meeting_read(m) for m in meetings]
 
 
 @router.get("/meetings/{code}", response_model=MeetingRead)
-def get_meeting(
-    code: str, _: Principal = Depends(require(Permission.COMPLIANCE_READ)), session: Session = DB
-) -> MeetingRead:
+def get_meeting(*, code: str, _: ComplianceReader, session: DbSession) -> MeetingRead:
     return service.meeting_read(service.get_meeting(session, code=code))
 
 
 @router.post("/meetings", response_model=MeetingRead, status_code=201)
 def create_meeting(
+    *,
     data: MeetingCreate,
-    principal: Principal = Depends(require(Permission.MEETINGS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: MeetingsWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> MeetingRead:
     return service.meeting_read(service.create_meeting(session, clock=ctx.clock, actor=principal, data=data))
 
 
 @router.patch("/meetings/{code}", response_model=MeetingRead)
 def update_meeting(
+    *,
     code: str,
     data: MeetingUpdate,
-    principal: Principal = Depends(require(Permission.MEETINGS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: MeetingsWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> MeetingRead:
     return service.meeting_read(service.update_meeting(session, clock=ctx.clock, actor=principal, code=code, data=data))
 
 
 @router.get("/sessions", response_model=list[SessionRead])
 def list_sessions(
+    *,
     meeting: str | None = None,
     ministry: str | None = None,
     start: date | None = Query(default=None, alias="from"),
     end: date | None = Query(default=None, alias="to"),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
-    principal: Principal = Depends(require(Permission.COMPLIANCE_READ)),
-    session: Session = DB,
+    principal: ComplianceReader,
+    session: DbSession,
 ) -> list[SessionRead]:
     rows = service.list_sessions(session, viewer=principal, meeting=meeting, host=ministry, start=start, end=end,
                                  limit=limit, offset=offset)
@@ -138,11 +143,12 @@ def list_sessions(
 
 @router.post("/sessions", response_model=SessionRead, status_code=201)
 def create_session(
+    *,
     data: SessionCreate,
     background: BackgroundTasks,
-    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: SessionsWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> SessionRead:
     row = service.create_session(session, clock=ctx.clock, actor=principal, data=data)
     background.add_task(refresh_compliance, ctx)
@@ -151,12 +157,13 @@ def create_session(
 
 @router.patch("/sessions/{session_id}", response_model=SessionRead)
 def update_session(
+    *,
     session_id: int,
     data: SessionUpdate,
     background: BackgroundTasks,
-    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: SessionsWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> SessionRead:
     row = service.update_session(session, clock=ctx.clock, actor=principal, session_id=session_id, data=data)
     background.add_task(refresh_compliance, ctx)
@@ -165,11 +172,12 @@ def update_session(
 
 @router.delete("/sessions/{session_id}", status_code=204)
 def delete_session(
+    *,
     session_id: int,
     background: BackgroundTasks,
-    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: SessionsWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> Response:
     service.delete_session(session, clock=ctx.clock, actor=principal, session_id=session_id)
     background.add_task(refresh_compliance, ctx)
@@ -182,11 +190,12 @@ def delete_session(
                          "optional status (held|scheduled|cancelled) and note. Row numbers in errors count the "
                          "header as row 1.")
 async def import_sessions(
+    *,
     file: UploadFile,
     background: BackgroundTasks,
-    principal: Principal = Depends(require(Permission.SESSIONS_WRITE)),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    principal: SessionsWriter,
+    session: DbSession,
+    ctx: Ctx,
 ) -> ImportResult:
     content = await file.read(MAX_UPLOAD_BYTES + 1)
     if len(content) > MAX_UPLOAD_BYTES:
@@ -204,11 +213,12 @@ async def import_sessions(
 
 @router.get("/shares", response_model=ShareReport)
 def shares(
+    *,
     period: Period = Depends(period_param),
     scope: Literal["ministry", "meeting"] = "ministry",
     ministry: str | None = Query(default=None, description="host agency code: that ministry's meetings"),
-    _: Principal = Depends(require(Permission.COMPLIANCE_READ)),
-    session: Session = DB,
+    _: ComplianceReader,
+    session: DbSession,
 ) -> ShareReport:
     return service.share_report(session, period=period, scope=scope, ministry=ministry)
 
@@ -225,11 +235,12 @@ def _download(report: ShareReport, fmt: str, stem: str) -> Response:
 
 @router.get("/report", summary="The share report as a file (CSV or XLSX) or JSON")
 def report(
+    *,
     period: Period = Depends(period_param),
     ministry: str | None = None,
     format: Literal["json", "csv", "xlsx"] = "csv",
-    _: Principal = Depends(require(Permission.COMPLIANCE_READ)),
-    session: Session = DB,
+    _: ComplianceReader,
+    session: DbSession,
 ) -> Response:
     data = service.share_report(session, period=period, ministry=ministry)
     return _download(data, format, f"remote-meetings-{period.label}" + (f"-{ministry}" if ministry else ""))
@@ -237,9 +248,10 @@ def report(
 
 @open_data.get("/remote-meetings", summary="Public: video share per ministry for a period (no personal data)")
 def remote_meetings_open_data(
+    *,
     period: Period = Depends(period_param),
     format: Literal["json", "csv"] = "json",
-    session: Session = DB,
+    session: DbSession,
 ) -> Response:
     # The report holds only aggregates per ministry: counts, shares, targets. No users, notes or sessions.
     data = service.share_report(session, period=period)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from controlplane.auth import service as auth_service
-from controlplane.auth.deps import DB, get_ctx
+from controlplane.auth.deps import Ctx, DbSession
 from controlplane.auth.models import Agency, AuditEntry
 from controlplane.auth.roles import Permission, Principal
 from controlplane.auth.security import TOKEN_PREFIX, digest
@@ -215,7 +215,7 @@ def authenticate_page(request: Request, session: Session, ctx: AppContext) -> Pr
     return principal
 
 
-def page_principal(request: Request, session: Session = DB, ctx: AppContext = Depends(get_ctx)) -> Principal:
+def page_principal(request: Request, session: DbSession, ctx: Ctx) -> Principal:
     return authenticate_page(request, session, ctx)
 
 
@@ -356,11 +356,12 @@ def login_form(request: Request, next_path: str = Query("", alias="next", max_le
 
 @router.post("/login")
 def login_submit(
+    *,
     request: Request,
     username: str = Form("", max_length=200),
     password: str = Form("", max_length=1000),
     next_path: str = Form("", alias="next", max_length=2000),
-    ctx: AppContext = Depends(get_ctx),
+    ctx: Ctx,
 ) -> Response:
     target = safe_next(next_path)
     raw = None
@@ -379,7 +380,7 @@ def login_submit(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: str = Form(""), ctx: AppContext = Depends(get_ctx)) -> Response:
+def logout(*, request: Request, csrf: str = Form(""), ctx: Ctx) -> Response:
     with transaction(ctx.sessions) as session:
         principal = authenticate_page(request, session, ctx)
         _check_csrf(request, csrf)
@@ -393,11 +394,12 @@ def logout(request: Request, csrf: str = Form(""), ctx: AppContext = Depends(get
 
 @router.get("/dashboard")
 def dashboard(
+    *,
     request: Request,
     period: str | None = Query(None, max_length=20),
     principal: Principal = Depends(page_principal),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    session: DbSession,
+    ctx: Ctx,
 ) -> Response:
     _require(principal, Permission.COMPLIANCE_READ)
     text, parsed, error = _period(period, ctx)
@@ -416,11 +418,12 @@ def dashboard(
 
 @router.get("/ministries")
 def ministries(
+    *,
     request: Request,
     period: str | None = Query(None, max_length=20),
     principal: Principal = Depends(page_principal),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    session: DbSession,
+    ctx: Ctx,
 ) -> Response:
     _require(principal, Permission.COMPLIANCE_READ)
     text, parsed, error = _period(period, ctx)
@@ -473,13 +476,14 @@ def _ministry_context(
 
 @router.get("/ministries/{code}")
 def ministry(
+    *,
     request: Request,
     code: str,
     period: str | None = Query(None, max_length=20),
     recorded: bool = False,
     principal: Principal = Depends(page_principal),
-    session: Session = DB,
-    ctx: AppContext = Depends(get_ctx),
+    session: DbSession,
+    ctx: Ctx,
 ) -> Response:
     _require(principal, Permission.COMPLIANCE_READ)
     agency = auth_service.agency_by_code(session, code=code, field="code")
@@ -503,6 +507,7 @@ def _session_from_form(meeting: str, held_on: str, mode: str, status: str, note:
 
 @router.post("/ministries/{code}/sessions")
 def record_session(
+    *,
     request: Request,
     code: str,
     meeting: str = Form("", max_length=100),
@@ -512,7 +517,7 @@ def record_session(
     note: str = Form("", max_length=2000),
     period: str = Form("", max_length=20),
     csrf: str = Form("", max_length=200),
-    ctx: AppContext = Depends(get_ctx),
+    ctx: Ctx,
 ) -> Response:
     """Record a session from the ministry page's form, in one transaction; errors re-render the page."""
     request.state.page_path = f"/ministries/{quote(code)}"
@@ -551,11 +556,12 @@ def record_session(
 
 @router.get("/meetings")
 def meetings(
+    *,
     request: Request,
     ministry: str = Query("", max_length=16),
     q: str = Query("", max_length=100),
     principal: Principal = Depends(page_principal),
-    session: Session = DB,
+    session: DbSession,
 ) -> Response:
     _require(principal, Permission.COMPLIANCE_READ)
     rows = compliance_service.list_meetings(session, host=ministry.strip() or None, query=q.strip() or None)
@@ -569,7 +575,8 @@ def meetings(
 
 @router.get("/agencies")
 def agencies(
-    request: Request, principal: Principal = Depends(page_principal), session: Session = DB
+    *,
+    request: Request, principal: Principal = Depends(page_principal), session: DbSession
 ) -> Response:
     _require(principal, Permission.AGENCIES_READ)
     return _render(request, "agencies.html", {"agencies": auth_service.list_agencies(session)})
@@ -597,7 +604,8 @@ def _changes(entry: AuditEntry) -> list[Change]:
 
 @router.get("/audit")
 def audit(
-    request: Request, principal: Principal = Depends(page_principal), session: Session = DB
+    *,
+    request: Request, principal: Principal = Depends(page_principal), session: DbSession
 ) -> Response:
     _require(principal, Permission.AUDIT_READ)
     entries = [(entry, _changes(entry)) for entry in auth_service.list_audit(session, limit=AUDIT_SHOWN)]
