@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -51,8 +52,13 @@ def _actor() -> str:
 def _settings() -> Settings:
     try:
         return Settings()
-    except ValueError as exc:
-        err.print(f"[red]error:[/] invalid settings: {escape(str(exc))}")
+    except ValidationError as exc:
+        # Only the reasons: pydantic's own text repeats the input, which may hold a secret.
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            reason = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]error:[/] invalid settings: {escape(f'CP_{where.upper()}: ' if where else '')}"
+                      f"{escape(reason)}")
         raise typer.Exit(2) from None
 
 

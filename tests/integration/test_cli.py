@@ -260,3 +260,13 @@ def test_compliance_report_unknown_ministry_fails_with_a_message(reported):
     assert result.returncode != 0
     assert "UNKNOWN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_prod_refuses_weak_secret_without_echoing_it(tmp_path):
+    weak = "weak-but-private-value"
+    env = _env(tmp_path) | {"CP_ENV": "prod", "CP_SECRET_KEY": weak}
+    result = subprocess.run([sys.executable, "-m", "controlplane", "serve", "--port", "1"], cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "CP_SECRET_KEY" in result.stderr
+    assert weak not in result.stdout + result.stderr
