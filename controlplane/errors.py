@@ -44,6 +44,11 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class TooManyAttempts(AppError):
+    status_code = 429
+    code = "too_many_attempts"
+
+
 class NotFound(AppError):
     status_code = 404
     code = "not_found"

@@ -29,7 +29,7 @@ from controlplane.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from controlplane.errors import InvalidInput, NotAuthenticated
+from controlplane.errors import InvalidInput
 
 AgenciesReader = Annotated[Principal, Depends(require(Permission.AGENCIES_READ))]
 AgenciesWriter = Annotated[Principal, Depends(require(Permission.AGENCIES_WRITE))]
@@ -57,22 +57,12 @@ async def _token_request(request: Request) -> TokenRequest:
 
 
 @router.post("/auth/token", response_model=TokenResponse, summary="Log in and get a bearer token")
-async def login(
-    *,
-    credentials: TokenRequest = Depends(_token_request),
-    session: DbSession,
-    ctx: Ctx,
-) -> TokenResponse:
-    def _login() -> TokenResponse:
-        user = service.authenticate(session, username=credentials.username, password=credentials.password)
-        if user is None:
-            raise NotAuthenticated("wrong username or password")
-        raw, token = service.issue_token(
-            session, clock=ctx.clock, user=user, ttl=timedelta(minutes=ctx.settings.token_ttl_minutes)
-        )
-        return TokenResponse(access_token=raw, expires_at=token.expires_at)
-
-    return await run_in_threadpool(_login)
+async def login(*, credentials: TokenRequest = Depends(_token_request), ctx: Ctx) -> TokenResponse:
+    raw, token = await run_in_threadpool(
+        service.login, ctx.sessions, clock=ctx.clock, username=credentials.username, password=credentials.password,
+        ttl=timedelta(minutes=ctx.settings.token_ttl_minutes),
+    )
+    return TokenResponse(access_token=raw, expires_at=token.expires_at)
 
 
 @router.post("/auth/logout", status_code=204, summary="Revoke the token of this request")

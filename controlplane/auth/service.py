@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.auth import audit
 from controlplane.auth.models import AccessToken, Agency, ApiKey, AuditEntry, User
@@ -32,7 +32,8 @@ from controlplane.auth.security import (
     verify_password,
 )
 from controlplane.clock import Clock
-from controlplane.errors import Conflict, InvalidInput, NotFound
+from controlplane.db import transaction
+from controlplane.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
 
 AGENCIES_FILE = Path(__file__).parent / "data" / "agencies.yaml"
 AGENCY_FIELDS = ("code", "name_ko", "name_en", "kind", "parent_id")
@@ -187,6 +188,41 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     user = session.scalar(select(User).where(User.username == username))
     ok = verify_password(user.password_hash if user else None, password)
     return user if ok and user is not None and user.active else None
+
+
+MAX_FAILED_LOGINS = 5
+FAILED_LOGIN_WINDOW = timedelta(minutes=15)
+
+
+def login(
+    sessions: sessionmaker[Session], *, clock: Clock, username: str, password: str, ttl: timedelta
+) -> tuple[str, AccessToken]:
+    """Check the password and issue a token, refusing a name with too many recent failures.
+
+    A failure is audited in its own transaction, so it is kept although the login is refused. The lock
+    applies to any name, known or not, and to the right password too, so it tells an attacker nothing.
+    """
+    name = username[:64]
+    with transaction(sessions) as session:
+        since = clock.now() - FAILED_LOGIN_WINDOW
+        failures = session.scalar(
+            select(func.count()).select_from(AuditEntry).where(
+                AuditEntry.action == "login_failed", AuditEntry.entity_type == "user",
+                AuditEntry.entity_id == name, AuditEntry.at >= since,
+            )
+        ) or 0
+        if failures >= MAX_FAILED_LOGINS:
+            raise TooManyAttempts(
+                f"too many failed logins for '{name}'; try again in {FAILED_LOGIN_WINDOW.seconds // 60} minutes",
+                field="username",
+            )
+        user = authenticate(session, username=username, password=password)
+        if user is not None:
+            return issue_token(session, clock=clock, user=user, ttl=ttl)
+    with transaction(sessions) as session:
+        audit.record(session, clock=clock, actor="anonymous", action="login_failed", entity_type="user",
+                     entity_id=name)
+    raise NotAuthenticated("wrong username or password")
 
 
 def issue_token(session: Session, *, clock: Clock, user: User, ttl: timedelta) -> tuple[str, AccessToken]:

@@ -38,7 +38,7 @@ from controlplane.compliance.domain import Mode, Period, PeriodError, SessionSta
 from controlplane.compliance.schemas import SessionCreate
 from controlplane.context import AppContext
 from controlplane.db import transaction
-from controlplane.errors import AppError, Forbidden, InvalidInput
+from controlplane.errors import AppError, Forbidden, InvalidInput, NotAuthenticated, TooManyAttempts
 from controlplane.monitoring.refresh import refresh_compliance
 from controlplane.web.chart import BAR_HEIGHT, share_chart
 from controlplane.web.i18n import (
@@ -364,16 +364,14 @@ def login_submit(
     ctx: Ctx,
 ) -> Response:
     target = safe_next(next_path)
-    raw = None
-    with transaction(ctx.sessions) as session:
-        user = auth_service.authenticate(session, username=username.strip(), password=password)
-        if user is not None:
-            raw, _token = auth_service.issue_token(session, clock=ctx.clock, user=user,
-                                                   ttl=timedelta(minutes=ctx.settings.token_ttl_minutes))
-    if raw is None:
+    try:
+        raw, _token = auth_service.login(ctx.sessions, clock=ctx.clock, username=username.strip(), password=password,
+                                         ttl=timedelta(minutes=ctx.settings.token_ttl_minutes))
+    except (NotAuthenticated, TooManyAttempts) as exc:
         request.state.page_path = "/login?" + urlencode({"next": target})
-        return _render(request, "login.html", {"next": target, "username": username, "failed": True},
-                       status_code=401)
+        failed = "login.locked" if isinstance(exc, TooManyAttempts) else "login.failed"
+        return _render(request, "login.html", {"next": target, "username": username, "failed": failed},
+                       status_code=exc.status_code)
     response = RedirectResponse(target, status_code=303)
     _set_token_cookie(response, ctx, raw)
     return response

@@ -82,6 +82,23 @@ def test_wrong_credentials_give_401_with_the_uniform_body(client, make_user, use
     assert response.headers.get("www-authenticate") == "Bearer"
 
 
+def test_repeated_failed_logins_lock_the_name_for_a_while(client, make_user, login, clock):
+    make_user("frank", "operator")
+    for _ in range(5):
+        _error(client.post(TOKEN, json={"username": "frank", "password": "not-the-password-1"}), 401)
+    # Locked: even the right password is refused, with its own code, and so is an unknown name alike.
+    locked = _error(client.post(TOKEN, json={"username": "frank", "password": PASSWORD}), 429,
+                    field="username", code="too_many_attempts")
+    assert "try again" in locked["message"]
+    clock.advance(timedelta(minutes=16))
+    assert client.post(TOKEN, json={"username": "frank", "password": PASSWORD}).status_code == 200
+
+    admin = login("root", "admin")
+    failures = client.get("/api/v1/audit?entity_type=user&limit=1000", headers=admin).json()
+    assert [e["entity_id"] for e in failures if e["action"] == "login_failed"] == ["frank"] * 5
+    assert all(e["actor"] == "anonymous" for e in failures if e["action"] == "login_failed")
+
+
 def test_login_without_password_names_the_field(client, make_user):
     make_user("dave", "operator")
     _error(client.post(TOKEN, json={"username": "dave"}), 422, field="password")

@@ -142,6 +142,18 @@ def test_wrong_password_shows_the_form_again_with_401(client: TestClient, make_u
     assert "cp_token" not in response.headers.get("set-cookie", "")
 
 
+def test_too_many_failed_logins_show_the_lock_message_with_429(
+    client: TestClient, make_user: Callable[..., str]
+) -> None:
+    make_user("lee", "operator")
+    for _ in range(5):
+        client.post("/login", data={"username": "lee", "password": "wrong-password-1"}, follow_redirects=False)
+    response = client.post("/login", data={"username": "lee", "password": PASSWORD}, follow_redirects=False)
+    assert response.status_code == 429
+    assert "로그인 실패가 너무 많습니다" in response.text
+    assert "cp_token" not in response.headers.get("set-cookie", "")
+
+
 def test_login_page_renders(client: TestClient) -> None:
     response = client.get("/login?next=/meetings")
     assert response.status_code == 200
