@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.auth import audit
 from controlplane.auth import service as auth_service
@@ -62,7 +63,7 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+def _sessions(settings: Settings) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(settings.effective_database_url))
 
 
