@@ -342,6 +342,19 @@ def _uncovered(session: Session, request: Request, text: str, period: Period | N
     return None
 
 
+def _report_context(
+    session: Session, request: Request, ctx: AppContext, period_text: str | None, ministry: str | None = None
+) -> tuple[dict[str, Any], Period | None]:
+    """The period form's state and the share report; the period is returned only when a report was made."""
+    text, parsed, error = _period(period_text, ctx)
+    notice = _uncovered(session, request, text, parsed)
+    context: dict[str, Any] = {"period_text": text, "period_error": error, "notice": notice, "report": None}
+    if parsed is None or notice:
+        return context, None
+    context["report"] = compliance_service.share_report(session, period=parsed, ministry=ministry)
+    return context, parsed
+
+
 # --- login and logout ----------------------------------------------------------------------------
 
 @router.get("/")
@@ -400,18 +413,11 @@ def dashboard(
     ctx: Ctx,
 ) -> Response:
     _require(principal, Permission.COMPLIANCE_READ)
-    text, parsed, error = _period(period, ctx)
-    notice = _uncovered(session, request, text, parsed)
-    context: dict[str, Any] = {"period_text": text, "period_error": error, "notice": notice, "report": None,
-                               "chart": None}
-    if parsed is None:
-        return _render(request, "dashboard.html", context, status_code=422)
-    if notice:
-        return _render(request, "dashboard.html", context)
-    report = compliance_service.share_report(session, period=parsed)
-    context["report"] = report
-    context["chart"] = share_chart(report.rows, report.government.target, lang=page_lang(request), t=_t(request))
-    return _render(request, "dashboard.html", context)
+    context, _ = _report_context(session, request, ctx, period)
+    report = context["report"]
+    context["chart"] = (share_chart(report.rows, report.government.target, lang=page_lang(request), t=_t(request))
+                        if report else None)
+    return _render(request, "dashboard.html", context, status_code=422 if context["period_error"] else 200)
 
 
 @router.get("/ministries")
@@ -424,15 +430,8 @@ def ministries(
     ctx: Ctx,
 ) -> Response:
     _require(principal, Permission.COMPLIANCE_READ)
-    text, parsed, error = _period(period, ctx)
-    notice = _uncovered(session, request, text, parsed)
-    context: dict[str, Any] = {"period_text": text, "period_error": error, "notice": notice, "report": None}
-    if parsed is None:
-        return _render(request, "ministries.html", context, status_code=422)
-    if notice:
-        return _render(request, "ministries.html", context)
-    context["report"] = compliance_service.share_report(session, period=parsed)
-    return _render(request, "ministries.html", context)
+    context, _ = _report_context(session, request, ctx, period)
+    return _render(request, "ministries.html", context, status_code=422 if context["period_error"] else 200)
 
 
 def may_record_for(principal: Principal, agency: Agency) -> bool:
@@ -444,32 +443,26 @@ def _ministry_context(
     period_text: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """The ministry page's data; the flag is False when the period text is not valid."""
-    text, parsed, error = _period(period_text, ctx)
-    notice = _uncovered(session, request, text, parsed)
+    context, period = _report_context(session, request, ctx, period_text, ministry=agency.code)
     may_record = may_record_for(principal, agency)
-    context: dict[str, Any] = {
-        "agency": agency, "period_text": text, "period_error": error, "notice": notice, "report": None,
-        "sessions": [],
+    context.update({
+        "agency": agency, "sessions": [],
         "may_record": may_record, "sessions_shown": SESSIONS_SHOWN,
         "meetings": compliance_service.list_meetings(session, host=agency.code) if may_record else [],
         "modes": [m.value for m in Mode], "statuses": [s.value for s in SessionStatus],
         "form": {"meeting": "", "held_on": ctx.clock.today().isoformat(), "mode": Mode.VIDEO.value,
                  "status": SessionStatus.HELD.value, "note": ""},
         "form_error": None, "recorded": False,
-    }
-    if parsed is None:
-        return context, False
-    if notice:
-        return context, True
-    context["report"] = compliance_service.share_report(session, period=parsed, ministry=agency.code)
-    context["sessions"] = [
-        compliance_service.session_read(row)
-        for row in compliance_service.list_sessions(
-            session, viewer=principal, host=agency.code, start=parsed.start,
-            end=parsed.end - timedelta(days=1), limit=SESSIONS_SHOWN,
-        )
-    ]
-    return context, True
+    })
+    if period is not None:
+        context["sessions"] = [
+            compliance_service.session_read(row)
+            for row in compliance_service.list_sessions(
+                session, viewer=principal, host=agency.code, start=period.start,
+                end=period.end - timedelta(days=1), limit=SESSIONS_SHOWN,
+            )
+        ]
+    return context, context["period_error"] is None
 
 
 @router.get("/ministries/{code}")
