@@ -29,6 +29,7 @@ from controlplane.compliance import service as compliance_service
 from controlplane.compliance.domain import PeriodError, parse_period
 from controlplane.config import Settings
 from controlplane.db import make_engine, make_sessionmaker, transaction
+from controlplane.devcloud.cli import devcloud_app
 from controlplane.errors import AppError
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ compliance_app = typer.Typer(help="Remote-meeting compliance register.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(compliance_app, name="compliance")
+app.add_typer(devcloud_app, name="devcloud")
 
 console = Console()
 err = Console(stderr=True)
