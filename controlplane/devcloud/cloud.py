@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,26 +110,38 @@ class DevCloud:
             if self._all_running() and self.clouds_yaml.exists():
                 say("dev cloud already running")
                 return
-            self._ensure_venv(say)
-            self._install_drivers()
-            ctx = self._config_context()
-            self._write_configs(ctx)
-            self._start_infra(ctx, say)
-            self._ensure_schemas(ctx, say)
-            say("starting keystone")
-            self._start(self._services(ctx, ("keystone",)))
-            # The service users must exist before Nova starts: nova-conductor exits without its placement user.
-            self._seed(ctx, "catalog", say)
-            say("starting glance, placement, neutron, nova")
-            self._start(self._services(ctx, APIS[1:] + NOVA_DAEMONS))
-            self._discover_compute(ctx, say)
-            self._seed(ctx, "resources", say)
-            self.clouds_yaml.write_text(configs.clouds_yaml(ctx, CLOUD_NAME))
-            self.clouds_yaml.chmod(0o600)
-            say(f"dev cloud up: OS_CLIENT_CONFIG_FILE={self.clouds_yaml} OS_CLOUD={CLOUD_NAME}")
+            # The hosts' root filesystem (debootstrap, ~45 s the first time) builds while OpenStack installs.
+            with ThreadPoolExecutor(1) as pool:
+                base = pool.submit(self._hosts().ensure_base)
+                self._ensure_venv(say)
+                self._start_openstack(say, base)
+
+    def _start_openstack(self, say: Progress, base: Future[Path]) -> None:
+        self._install_drivers()
+        ctx = self._config_context()
+        self._write_configs(ctx)
+        self._start_infra(ctx, say)
+        self._ensure_schemas(ctx, say)
+        say("starting keystone")
+        self._start(self._services(ctx, ("keystone",)))
+        # The service users must exist before Nova starts: nova-conductor exits without its placement user.
+        self._seed(ctx, "catalog", say)
+        if not base.done():
+            say("waiting for the hosts' root filesystem (debootstrap, once)")
+        base.result()
+        say("starting glance, placement, neutron, nova")
+        self._start(self._services(ctx, APIS[1:] + NOVA_DAEMONS))
+        self._discover_compute(ctx, say)
+        self._seed(ctx, "resources", say)
+        self.clouds_yaml.write_text(configs.clouds_yaml(ctx, CLOUD_NAME))
+        self.clouds_yaml.chmod(0o600)
+        say(f"dev cloud up: OS_CLIENT_CONFIG_FILE={self.clouds_yaml} OS_CLOUD={CLOUD_NAME}")
 
     def down(self, *, purge: bool = False) -> list[str]:
-        """Stop everything this dev cloud started (hosts included); `purge` also deletes its data."""
+        """Stop everything this dev cloud started (hosts included); `purge` also deletes its data.
+
+        Raises DevCloudError naming anything that is still there afterwards (process, mount, namespace, link).
+        """
         with self._locked():
             stopped = []
             for name in reversed(NOVA_DAEMONS + APIS):
@@ -138,9 +151,16 @@ class DevCloud:
             for name in reversed(INFRA if not self.machine_servers else ()):
                 if self.supervisor.stop(name, timeout=60):
                     stopped.append(name)
+            if left := self.leftovers():
+                raise DevCloudError(f"still present after down: {', '.join(left)}")
             if purge:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             return stopped
+
+    def leftovers(self) -> list[str]:
+        """What this dev cloud started that still exists: running services, hosts and their plumbing."""
+        running = [f"service {s.name} (pid {s.pid})" for s in self.status() if s.running]
+        return running + self._hosts().leftovers()
 
     def status(self) -> list[ServiceStatus]:
         ports = self._service_ports()

@@ -30,7 +30,9 @@ def _address(network_info: Any) -> tuple[str, str, str]:
         reason="a dev cloud server needs a port with an IPv4 address on a subnet that has a gateway")
 
 
-class NspawnDriver(fake.FakeDriver):
+# FakeDriverWithoutFakeNodes keeps a stable node identity like a real driver; plain FakeDriver invents a new
+# node UUID per process, and Nova then refuses to start again after `devcloud down`/`up`.
+class NspawnDriver(fake.FakeDriverWithoutFakeNodes):
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi, read_only)
         self.hosts = HostManager(Path(os.environ["CP_DEVCLOUD_STATE_DIR"]) / "hosts",

@@ -27,6 +27,9 @@ class Service:
     port: int | None = None
     # An HTTP API answers any status once it is up; a plain TCP port only needs to accept.
     http: bool = False
+    # A daemon without a port is ready when it is still running this long after the wait began
+    # (nova-compute, for one, exits a second or two after start when its configuration is wrong).
+    settle_seconds: float = 5
 
 
 def _start_time(pid: int) -> str | None:
@@ -102,7 +105,10 @@ class Supervisor:
             if self.pid(service.name) is None:
                 raise DevCloudError(f"{service.name} exited while starting; see {self.log_file(service.name)}")
             if service.port is None:
-                return
+                if time.monotonic() >= deadline - timeout + service.settle_seconds:
+                    return
+                time.sleep(0.25)
+                continue
             if http_answers(service.port) if service.http else port_open(service.port):
                 return
             time.sleep(0.25)

@@ -1,0 +1,123 @@
+"""Nova compute driver of the dev cloud: Nova's fake driver, except that every server is a real Debian host.
+
+nova-compute loads it as `compute_driver = cp_nspawn.NspawnDriver` through a one-line shim in the dev cloud's
+nova/virt package, with this repository on its PYTHONPATH, and with CP_DEVCLOUD_STATE_DIR and CP_DEVCLOUD_CACHE_DIR
+set (hosts live under `$CP_DEVCLOUD_STATE_DIR/hosts`). A server is ACTIVE only once its host has booted at the
+server's fixed IP and answers SSH; a host that cannot be built puts the server in ERROR with the reason.
+Only the first network interface of a server becomes the host's eth0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from nova import exception
+from nova.compute import power_state
+from nova.virt import fake, hardware
+
+from controlplane.devcloud.hosts import HostError, HostManager, host_name_for
+
+
+def _fixed_ip(network_info: Any) -> tuple[str, str, str]:
+    """(address/prefix, gateway, network id) of the first IPv4 fixed IP on a subnet that has a gateway."""
+    for vif in network_info or []:
+        for subnet in vif["network"]["subnets"]:
+            gateway = (subnet.get("gateway") or {}).get("address")
+            for ip in subnet["ips"]:
+                if gateway and ipaddress.ip_address(ip["address"]).version == 4:
+                    prefix = ipaddress.ip_network(subnet["cidr"]).prefixlen
+                    return f"{ip['address']}/{prefix}", gateway, vif["network"]["id"]
+    raise HostError("the server needs a port with an IPv4 fixed IP on a subnet that has a gateway")
+
+
+def _environment_dir(variable: str) -> Path:
+    value = os.environ.get(variable)
+    if not value:
+        raise RuntimeError(f"{variable} is not set: the dev cloud launcher sets it for nova-compute")
+    return Path(value)
+
+
+class NspawnDriver(fake.FakeDriver):
+    def __init__(self, virtapi: Any, read_only: bool = False) -> None:
+        super().__init__(virtapi, read_only)
+        self.hosts = HostManager(_environment_dir("CP_DEVCLOUD_STATE_DIR"), _environment_dir("CP_DEVCLOUD_CACHE_DIR"))
+
+    def _boot(self, instance: Any, network_info: Any) -> None:
+        """Create the server's host, or boot it with its disk when it exists (idempotent)."""
+        address, gateway, network_id = _fixed_ip(network_info)
+        name = host_name_for(instance.uuid)
+        self.hosts.create(name, address=address, gateway=gateway, network_id=network_id,
+                          public_key=instance.key_data, hostname=instance.hostname or name)
+
+    def _track(self, context: Any, instance: Any, network_info: Any, *, block_device_info: Any,
+               accel_info: Any = None, share_info: Any = None) -> None:
+        """Mark the server running in the fake driver's memory, which a restarted nova-compute has lost."""
+        if instance.uuid in self.instances:
+            super().power_on(context, instance, network_info, block_device_info=block_device_info,
+                             accel_info=accel_info, share_info=share_info)
+        else:
+            super().spawn(context, instance, instance.image_meta, None, None, None, network_info=network_info,
+                          block_device_info=block_device_info, accel_info=accel_info)
+
+    def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any, admin_password: Any,
+              allocations: Any, network_info: Any = None, block_device_info: Any = None, power_on: bool = True,
+              accel_info: Any = None) -> None:
+        try:
+            self._boot(instance, network_info)
+            if not power_on:
+                self.hosts.stop(host_name_for(instance.uuid))
+        except HostError as exc:
+            # BuildAbortException: no reschedule to another compute host, the reason becomes the server's fault.
+            raise exception.BuildAbortException(instance_uuid=instance.uuid, reason=str(exc)) from exc
+        super().spawn(context, instance, image_meta, injected_files, admin_password, allocations,
+                      network_info=network_info, block_device_info=block_device_info, power_on=power_on,
+                      accel_info=accel_info)
+
+    def destroy(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
+                destroy_disks: bool = True, destroy_secrets: bool = True) -> None:
+        self.hosts.destroy(host_name_for(instance.uuid))
+        super().destroy(context, instance, network_info, block_device_info=block_device_info,
+                        destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
+
+    def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
+        # Nova's timeout is the clean-shutdown allowance; 0 asks for a hard power off.
+        self.hosts.stop(host_name_for(instance.uuid), timeout=timeout)
+        super().power_off(instance, timeout=timeout, retry_interval=retry_interval)
+
+    def power_on(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
+                 accel_info: Any = None, share_info: Any = None) -> None:
+        try:
+            self._boot(instance, network_info)
+        except HostError as exc:
+            raise exception.InstancePowerOnFailure(reason=str(exc)) from exc
+        self._track(context, instance, network_info, block_device_info=block_device_info, accel_info=accel_info,
+                    share_info=share_info)
+
+    def reboot(self, context: Any, instance: Any, network_info: Any, reboot_type: str, block_device_info: Any = None,
+               bad_volumes_callback: Any = None, accel_info: Any = None, share_info: Any = None) -> None:
+        try:
+            self.hosts.stop(host_name_for(instance.uuid), timeout=0 if reboot_type.upper() == "HARD" else 60)
+            self._boot(instance, network_info)
+        except HostError as exc:
+            raise exception.InstanceRebootFailure(reason=str(exc)) from exc
+        self._track(context, instance, network_info, block_device_info=block_device_info, accel_info=accel_info,
+                    share_info=share_info)
+
+    def resume_state_on_host_boot(self, context: Any, instance: Any, network_info: Any, share_info: Any,
+                                  block_device_info: Any = None) -> None:
+        """nova-compute started again: the hosts of servers that should run are booted (with their disks)."""
+        try:
+            self._boot(instance, network_info)
+        except HostError as exc:
+            raise exception.InstancePowerOnFailure(reason=str(exc)) from exc
+        self._track(context, instance, network_info, block_device_info=block_device_info, share_info=share_info)
+
+    def get_info(self, instance: Any, use_cache: bool = True) -> Any:
+        """A host powered off from inside (`poweroff`, `reboot`) reports SHUTDOWN, so Nova marks its server SHUTOFF."""
+        info = super().get_info(instance, use_cache=use_cache)
+        if info.state == power_state.RUNNING and not self.hosts.is_running(host_name_for(instance.uuid)):
+            return hardware.InstanceInfo(state=power_state.SHUTDOWN)
+        return info
