@@ -28,7 +28,7 @@ from controlplane.devcloud.configs import ConfigContext, Ports, Secrets
 from controlplane.devcloud.processes import DevCloudError, Service, Supervisor, port_open
 
 if TYPE_CHECKING:
-    from controlplane.devcloud.nspawn import HostManager
+    from controlplane.devcloud.hosts import HostManager
 
 Progress = Callable[[str], None]
 
@@ -220,7 +220,7 @@ class DevCloud:
         site = self._site_packages()
         # Nova imports compute drivers only as nova.virt.<compute_driver>: a one-line shim points to ours.
         (site / "nova" / "virt" / "cp_nspawn.py").write_text(
-            "from controlplane.devcloud.compute_driver import NspawnDriver  # noqa: F401\n"
+            "from controlplane.devcloud.nova_driver import NspawnDriver  # noqa: F401\n"
         )
         # Neutron finds ML2 mechanism drivers by entry point; a minimal dist-info declares ours.
         shutil.copyfile(HERE / "neutron_binding.py", site / "cp_devcloud_binding.py")
@@ -466,6 +466,6 @@ class DevCloud:
         return result.stdout
 
     def _hosts(self) -> HostManager:
-        from controlplane.devcloud.nspawn import HostManager
+        from controlplane.devcloud.hosts import HostManager
 
-        return HostManager(self.state_dir / "hosts", self.cache_dir)
+        return HostManager(self.state_dir, self.cache_dir)

@@ -11,7 +11,8 @@ On disk:
 - `<state_dir>/apt-proxy/`: the apt proxy's configuration, logs and pid file.
 On the network: a bridge `cpn-<network id>` per Neutron network holding the subnet's gateway address, per host a
 namespace `cph-<name>` and a veth pair (`cpv-<name>` on the bridge, `eth0` inside), and the port-less bridge `cpsvc0`
-holding 10.77.0.1, where the apt proxy listens. Hosts have no route out of this machine.
+holding 10.77.0.1, where the apt proxy listens. Hosts route only to this machine, which does not NAT for them:
+Debian's mirror is reached through the proxy.
 Processes are recorded with their PID and start time and stopped by those only; interfaces and namespaces carry the
 prefixes above, so cleanup finds exactly what was created here.
 """
@@ -63,6 +64,8 @@ SOURCES_LIST = (f"deb http://deb.debian.org/debian {SUITE} main\n"
                 f"deb http://deb.debian.org/debian-security {SUITE}-security main\n")
 # Up to 11 characters: the veth `cpv-<name>` must fit in an interface name (15 characters).
 _HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,9}[a-z0-9])?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 class HostError(RuntimeError):
@@ -71,6 +74,8 @@ class HostError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class HostInfo:
+    """A host as its HostManager knows it."""
+
     name: str
     address: str  # with its prefix length, e.g. 10.78.0.5/24
     gateway: str
@@ -197,24 +202,29 @@ def _spawn(argv: builtins.list[str], log: Path, pid_file: Path) -> int:
     return process.pid
 
 
-def _children(pid: int) -> builtins.list[int]:
-    children = []
+def _children(pid: int) -> dict[int, str]:
+    """Live direct children of a process, with their start times."""
+    children = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(stat.parent.name))
+                started = _start_time(int(stat.parent.name))
+                if started is not None:
+                    children[int(stat.parent.name)] = started
     return children
 
 
 def _wait_gone(pid_file: Path, pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _recorded(pid_file) == pid:
+    while True:
+        gone = _recorded(pid_file) != pid
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reaps it when this process started it
+            os.waitpid(pid, os.WNOHANG)  # reaps it when this process started it: no zombie is left behind
+        if gone:
+            return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
-    return True
 
 
 def _terminate(pid_file: Path, timeout: float) -> None:
@@ -224,11 +234,18 @@ def _terminate(pid_file: Path, timeout: float) -> None:
         os.kill(pid, signal.SIGTERM)
         if not _wait_gone(pid_file, pid, timeout):
             # Killing nspawn alone would leave the container running under PID 1: its init goes first.
-            for child in _children(pid):
+            children = _children(pid)
+            for child in children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            # A container's init dies last in its namespace: until then its sshd may still answer at the address.
+            deadline = time.monotonic() + 10
+            while any(_start_time(child) == started for child, started in children.items()):
+                if time.monotonic() > deadline:
+                    raise HostError(f"the children {sorted(children)} of process {pid} survived SIGKILL")
+                time.sleep(0.02)
             if not _wait_gone(pid_file, pid, 10):
                 raise HostError(f"process {pid} ({pid_file}) survived SIGKILL")
     pid_file.unlink(missing_ok=True)
@@ -239,11 +256,11 @@ class HostManager:
     """Hosts and the apt proxy under `state_dir`; the base root filesystem and the package cache under `cache_dir`."""
 
     def __init__(self, state_dir: Path, cache_dir: Path) -> None:
-        for path in (state_dir, cache_dir):
-            if not path.is_absolute() or any(char in str(path) for char in ",:"):
-                raise HostError(f"{path} must be absolute and free of ',' and ':' (it goes into overlay options)")
-        self.state_dir = state_dir
-        self.cache_dir = cache_dir
+        self.state_dir = state_dir.absolute()
+        self.cache_dir = cache_dir.absolute()
+        for path in (self.state_dir, self.cache_dir):
+            if any(char in str(path) for char in ",:"):
+                raise HostError(f"{path} must be free of ',' and ':': it goes into overlay mount options")
 
     # -- base root filesystem ---------------------------------------------------------------------------------------
     @property
@@ -325,7 +342,8 @@ class HostManager:
     def stop_apt_proxy(self) -> None:
         """Stop the proxy this manager started; the service address goes too unless another proxy still uses it."""
         _terminate(self._proxy_dir / "pid", timeout=5)
-        if not _answers(APT_PROXY_ADDRESS, APT_PROXY_PORT):
+        # Asked only while the address is local: otherwise the question would leave this machine.
+        if _link_exists(SERVICE_INTERFACE) and not _answers(APT_PROXY_ADDRESS, APT_PROXY_PORT):
             _delete_link(SERVICE_INTERFACE)
 
     # -- hosts ------------------------------------------------------------------------------------------------------
@@ -334,7 +352,13 @@ class HostManager:
             raise HostError(f"host name {name!r} must be 1-11 lowercase letters, digits or inner '-'")
         return self.state_dir / "hosts" / name
 
-    def _load(self, name: str) -> HostInfo | None:
+    def _names(self) -> builtins.list[str]:
+        hosts_dir = self.state_dir / "hosts"
+        names = (path.name for path in hosts_dir.iterdir()) if hosts_dir.is_dir() else ()
+        return sorted(name for name in names if _HOST_NAME.fullmatch(name))
+
+    def get(self, name: str) -> HostInfo | None:
+        """The host of that name; None when there is none or it is only half-built."""
         host_dir = self._host_dir(name)
         try:
             meta = json.loads((host_dir / "host.json").read_text())
@@ -357,8 +381,10 @@ class HostManager:
             raise HostError(f"host {name}: {exc}") from exc
         if interface.version != 4 or interface.network.prefixlen == 32:
             raise HostError(f"host {name}: {address} must be an IPv4 address with the subnet's prefix length")
+        if not _HOSTNAME.fullmatch(hostname):
+            raise HostError(f"host {name}: {hostname!r} is not a valid hostname")
         spec = {"address": str(interface), "gateway": gateway, "network_id": network_id, "hostname": hostname}
-        known = self._load(name)
+        known = self.get(name)
         if known is not None and spec == {"address": known.address, "gateway": known.gateway,
                                           "network_id": known.network_id, "hostname": known.hostname}:
             return self.start(name, boot_timeout=boot_timeout)
@@ -394,7 +420,7 @@ class HostManager:
 
     def start(self, name: str, *, boot_timeout: float = 60) -> HostInfo:
         """Boot a created host with its disk (a running one is returned as it is); return once its SSH answers."""
-        info = self._load(name)
+        info = self.get(name)
         if info is None:
             raise HostError(f"host {name} does not exist in {self.state_dir / 'hosts'}")
         if info.running:
@@ -426,10 +452,12 @@ class HostManager:
               network_id: str) -> None:
         bridge = bridge_name_for(network_id)
         gateway_cidr = f"{gateway}/{interface.network.prefixlen}"
-        elsewhere = _run("ip", "-o", "-4", "addr", "show", "to", f"{gateway}/32").split()
-        if elsewhere and elsewhere[1] != bridge:
-            raise HostError(f"host {name}: gateway {gateway} is already an address of {elsewhere[1]} on this machine "
-                            f"(networks with overlapping subnets cannot share one machine)")
+        # A subnet overlapping one this machine already has (its own LAN, another network's bridge) would take over
+        # the machine's routes to it.
+        for line in _run("ip", "-o", "-4", "addr", "show").splitlines():
+            device, cidr = line.split()[1], line.split()[3]
+            if device != bridge and ipaddress.ip_network(cidr, strict=False).overlaps(interface.network):
+                raise HostError(f"host {name}: subnet {interface.network} overlaps {cidr} of {device} on this machine")
         _ensure_link(bridge, "type", "bridge")
         _run("ip", "addr", "replace", gateway_cidr, "dev", bridge)
         _run("ip", "link", "set", bridge, "up")
@@ -465,9 +493,7 @@ class HostManager:
             shutil.rmtree(host_dir)
 
     def list(self) -> builtins.list[HostInfo]:
-        hosts_dir = self.state_dir / "hosts"
-        names = sorted(path.name for path in hosts_dir.iterdir()) if hosts_dir.is_dir() else []
-        return [info for info in map(self._load, names) if info is not None]
+        return [info for info in map(self.get, self._names()) if info is not None]
 
     def is_running(self, name: str) -> bool:
         return _recorded(self._host_dir(name) / "nspawn.pid") is not None
@@ -477,9 +503,8 @@ class HostManager:
 
         Bridges with ports and a proxy that another HostManager runs (the dev cloud's, while tests run) stay.
         """
-        hosts_dir = self.state_dir / "hosts"
-        for host_dir in sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else []:
-            self.destroy(host_dir.name)
+        for name in self._names():
+            self.destroy(name)
         for bridge in _links(BRIDGE_PREFIX):
             if not any(Path("/sys/class/net", bridge, "brif").iterdir()):
                 _delete_link(bridge)

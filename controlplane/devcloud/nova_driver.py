@@ -40,17 +40,26 @@ def _environment_dir(variable: str) -> Path:
     return Path(value)
 
 
-class NspawnDriver(fake.FakeDriver):
+# FakeDriverWithoutFakeNodes (a FakeDriver) keeps a stable node identity like a real driver; plain FakeDriver invents
+# a node UUID per process, and Nova then refuses to start again after `devcloud down`/`up`.
+class NspawnDriver(fake.FakeDriverWithoutFakeNodes):
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi, read_only)
         self.hosts = HostManager(_environment_dir("CP_DEVCLOUD_STATE_DIR"), _environment_dir("CP_DEVCLOUD_CACHE_DIR"))
 
-    def _boot(self, instance: Any, network_info: Any) -> None:
-        """Create the server's host, or boot it with its disk when it exists (idempotent)."""
+    def _create(self, instance: Any, network_info: Any) -> None:
         address, gateway, network_id = _fixed_ip(network_info)
         name = host_name_for(instance.uuid)
         self.hosts.create(name, address=address, gateway=gateway, network_id=network_id,
                           public_key=instance.key_data, hostname=instance.hostname or name)
+
+    def _boot(self, instance: Any, network_info: Any) -> None:
+        """Boot the server's host with its disk; a server whose host is gone (`devcloud down`) gets a new one."""
+        name = host_name_for(instance.uuid)
+        if self.hosts.get(name) is None:
+            self._create(instance, network_info)
+        else:
+            self.hosts.start(name)
 
     def _track(self, context: Any, instance: Any, network_info: Any, *, block_device_info: Any,
                accel_info: Any = None, share_info: Any = None) -> None:
@@ -59,14 +68,15 @@ class NspawnDriver(fake.FakeDriver):
             super().power_on(context, instance, network_info, block_device_info=block_device_info,
                              accel_info=accel_info, share_info=share_info)
         else:
-            super().spawn(context, instance, instance.image_meta, None, None, None, network_info=network_info,
+            # The fake spawn only records the server: no image, files, password or allocations needed.
+            super().spawn(context, instance, None, None, None, None, network_info=network_info,
                           block_device_info=block_device_info, accel_info=accel_info)
 
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any, admin_password: Any,
               allocations: Any, network_info: Any = None, block_device_info: Any = None, power_on: bool = True,
               accel_info: Any = None) -> None:
         try:
-            self._boot(instance, network_info)
+            self._create(instance, network_info)
             if not power_on:
                 self.hosts.stop(host_name_for(instance.uuid))
         except HostError as exc:
