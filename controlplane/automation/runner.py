@@ -1,0 +1,149 @@
+"""PlaybookRunner: the control plane's only use of ansible_runner.
+
+Each job runs in a private directory of its own (0700, files 0600) holding its inventory, its plain extra
+variables and, in a separate 0600 file, its secret variables; the directory is deleted when the run ends,
+whatever the outcome. Runner events are handed to the caller as JobEvents with every secret redacted and
+are never written to runner artifacts (the event handler drops them), so nothing secret stays on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from controlplane.automation.domain import JobEvent, Outcome, event_from_runner, job_outcome
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+PLAYBOOKS = REPO_ROOT / "playbooks"
+ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
+# ansible-playbook of this interpreter's environment first, whatever PATH the control plane was started with
+# (runner's `binary` option would switch it to raw mode and drop the playbook argument).
+VENV_BIN = Path(sys.executable).parent
+
+
+_umask_lock = threading.Lock()
+_umask_users = 0
+_umask_saved = 0o022
+
+
+@contextmanager
+def _private_umask() -> Iterator[None]:
+    """umask 077 while any job runs: ansible-runner creates its artifact files and directories world-readable.
+
+    umask is per process, so concurrent jobs share one setting, restored when the last of them ends.
+    """
+    global _umask_users, _umask_saved
+    with _umask_lock:
+        if _umask_users == 0:
+            _umask_saved = os.umask(0o077)
+        _umask_users += 1
+    try:
+        yield
+    finally:
+        with _umask_lock:
+            _umask_users -= 1
+            if _umask_users == 0:
+                os.umask(_umask_saved)
+
+
+@dataclass(frozen=True)
+class PlaybookJob:
+    playbook: str  # relative to playbooks/
+    inventory: Mapping[str, Any]  # an inventory structure ({"all": {"hosts": ...}})
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # extra vars that are secret
+    private_key: str | None = field(default=None, repr=False)  # SSH private key for the hosts
+    timeout_seconds: float | None = None
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    rc: int | None
+    events: tuple[JobEvent, ...]
+
+
+class PlaybookRunner:
+    def __init__(self, *, playbooks: Path = PLAYBOOKS, ansible_cfg: Path = ANSIBLE_CFG,
+                 work_dir: Path | None = None) -> None:
+        self.playbooks = playbooks
+        self.ansible_cfg = ansible_cfg
+        self.work_dir = work_dir
+
+    def run(self, job: PlaybookJob, *, on_event: Callable[[JobEvent], None] | None = None,
+            cancel: threading.Event | None = None) -> RunResult:
+        """Run one playbook to the end (or until `cancel` is set); events go to `on_event` as they happen."""
+        secret_values = [*job.secrets.values(), *([job.private_key] if job.private_key else [])]
+        events: list[JobEvent] = []
+
+        def handle(raw: dict[str, Any]) -> bool:
+            event = event_from_runner(raw, secret_values)
+            if event is not None:
+                events.append(event)
+                if on_event is not None:
+                    on_event(event)
+            return False  # never written to the run's artifacts
+
+        with _private_umask():
+            private = Path(tempfile.mkdtemp(prefix="cp-job-", dir=self.work_dir))  # mkdtemp: mode 0700
+            try:
+                secrets_file = self._write_private(private, job)
+                result = ansible_runner.run(
+                    private_data_dir=str(private),
+                    project_dir=str(self.playbooks),
+                    playbook=job.playbook,
+                    inventory=str(private / "inventory" / "hosts.json"),
+                    extravars=dict(job.extravars),
+                    cmdline=f"-e @{secrets_file}" if secrets_file else None,
+                    ssh_key=job.private_key,
+                    envvars=self._environment(),
+                    settings={"job_timeout": int(job.timeout_seconds) if job.timeout_seconds else 0,
+                              "suppress_ansible_output": True},
+                    limit=job.limit,
+                    event_handler=handle,
+                    cancel_callback=lambda: bool(cancel and cancel.is_set()),
+                    quiet=True,
+                    # stdout and the events' JSON would keep task output (and so possibly secrets) on disk.
+                    suppress_output_file=True,
+                    rotate_artifacts=1,
+                )
+                outcome = job_outcome(result.status, result.rc, timeout_seconds=job.timeout_seconds, failures=events)
+                return RunResult(outcome, result.rc, tuple(events))
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
+
+    def _environment(self) -> dict[str, str]:
+        return {"ANSIBLE_CONFIG": str(self.ansible_cfg), "ANSIBLE_ROLES_PATH": str(self.playbooks / "roles"),
+                "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+    @staticmethod
+    def _write_private(private: Path, job: PlaybookJob) -> Path | None:
+        """The inventory (0600) and, when the job has secrets, a 0600 vars file passed with `-e @file`."""
+        inventory = private / "inventory"
+        inventory.mkdir(mode=0o700)
+        _write_0600(inventory / "hosts.json", json.dumps(job.inventory))
+        if not job.secrets:
+            return None
+        env = private / "env"
+        env.mkdir(mode=0o700, exist_ok=True)
+        secrets_file = env / "secret-vars.json"
+        _write_0600(secrets_file, json.dumps(dict(job.secrets)))
+        return secrets_file
+
+
+def _write_0600(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
