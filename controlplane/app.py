@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,31 +15,56 @@ from sqlalchemy import text
 from controlplane import __version__
 from controlplane.auth.router import router as auth_router
 from controlplane.clock import Clock
+from controlplane.cloud import flows as cloud_flows
+from controlplane.cloud.router import router as cloud_router
 from controlplane.compliance.router import open_data as open_data_router
 from controlplane.compliance.router import router as compliance_router
 from controlplane.config import Settings
-from controlplane.context import AppContext
+from controlplane.context import AppContext, CloudPort
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.errors import install_error_handlers
 from controlplane.monitoring.metrics import Metrics
-from controlplane.monitoring.refresh import PeriodicRefresher
+from controlplane.monitoring.refresh import PeriodicRefresher, refresh_cloud_figures
 from controlplane.web.router import mount_web
 
+log = logging.getLogger(__name__)
+OPERATIONS_GRACE_SECONDS = 10.0
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, cloud_gateway: CloudPort | None = None
+) -> FastAPI:
+    """The app. `cloud_gateway` replaces the connection to the configured cloud (tests and tools)."""
     settings = settings or Settings()
     engine = make_engine(settings.effective_database_url)
     ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine), clock=clock or Clock(),
                      metrics=Metrics())
+    if cloud_gateway is not None:
+        ctx.cloud.inject(cloud_gateway)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        refresher = PeriodicRefresher(ctx, settings.metrics_refresh_seconds)
-        refresher.start()
+        try:
+            cloud_flows.recover_interrupted(ctx)
+        except Exception:  # e.g. a database not migrated yet: the app still starts and says so
+            log.exception("looking for interrupted cloud operations failed")
+        refreshers = [
+            PeriodicRefresher(ctx, settings.metrics_refresh_seconds),
+            PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=refresh_cloud_figures, name="cloud-refresh"),
+        ]
+        for refresher in refreshers:
+            refresher.start()
         try:
             yield
         finally:
-            refresher.stop()
+            for refresher in refreshers:
+                refresher.stop()
+            cancelled = ctx.operations.shutdown(grace=OPERATIONS_GRACE_SECONDS)
+            try:
+                cloud_flows.mark_cancelled(ctx, cancelled)
+            except Exception:
+                log.exception("recording the cloud operations dropped at shutdown failed")
+            ctx.cloud.close()
             engine.dispose()
 
     app = FastAPI(
@@ -73,6 +99,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(auth_router)
     app.include_router(compliance_router)
     app.include_router(open_data_router)
+    app.include_router(cloud_router)
     mount_web(app)
     return app
 

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Seoul"
     metrics_refresh_seconds: float = Field(default=60.0, gt=0)
     cookie_secure: bool = False
+    cloud: str = Field(default="devcloud", max_length=64)
+    clouds_yaml: Path | None = None
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_prod(self) -> Settings:
@@ -40,4 +42,13 @@ class Settings(BaseSettings):
     @cached_property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'controlplane.db'}"
+
+    @property
+    def effective_clouds_yaml(self) -> Path | None:
+        """The clouds.yaml to read: CP_CLOUDS_YAML, else the dev cloud's when it exists, else None
+        (openstacksdk's own search: OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack)."""
+        if self.clouds_yaml is not None:
+            return self.clouds_yaml
+        devcloud = self.data_dir / "devcloud" / "clouds.yaml"
+        return devcloud if devcloud.is_file() else None
 

@@ -24,16 +24,20 @@ class Permission(StrEnum):
     MEETINGS_WRITE = "meetings:write"
     POLICIES_WRITE = "policies:write"
     SESSIONS_WRITE = "sessions:write"
+    CLOUD_READ = "cloud:read"
+    CLOUD_WRITE = "cloud:write"
 
 
 _READ_ALL = {Permission.AGENCIES_READ, Permission.COMPLIANCE_READ}
 
+# Cloud: operators onboard agencies; auditors read everything; a ministry reads its own agency's tenancy only
+# (its reach is checked per agency by the cloud service); secretariats have nothing to do with it.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.OPERATOR: frozenset(_READ_ALL),
+    Role.OPERATOR: frozenset(_READ_ALL | {Permission.CLOUD_READ, Permission.CLOUD_WRITE}),
     Role.SECRETARIAT: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
-    Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
-    Role.AUDITOR: frozenset(_READ_ALL | {Permission.USERS_READ, Permission.AUDIT_READ}),
+    Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE, Permission.CLOUD_READ}),
+    Role.AUDITOR: frozenset(_READ_ALL | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CLOUD_READ}),
 }
 
 # Roles whose reach is limited to their own agency.

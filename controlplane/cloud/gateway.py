@@ -306,9 +306,10 @@ class CloudGateway:
             image = self._conn.image.find_image(spec.image, ignore_missing=False)
             flavor = self._conn.compute.find_flavor(spec.flavor, ignore_missing=False)
             network = self._conn.network.find_network(spec.network, ignore_missing=False)
+            key = {"key_name": spec.key_name} if spec.key_name else {}  # Nova refuses key_name null
             return self._conn.compute.create_server(
                 name=spec.name, image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
-                key_name=spec.key_name, metadata={OWNER_KEY: spec.owner})
+                metadata={OWNER_KEY: spec.owner}, **key)
 
         server = self._call(what, find_or_create)
         return self.wait_for_server(server.id, timeout=timeout)

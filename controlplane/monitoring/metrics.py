@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane.cloud.metrics import CloudCollector
+
 
 @dataclass(frozen=True)
 class ComplianceSnapshot:
@@ -78,3 +80,5 @@ class Metrics:
         )
         self.compliance = ComplianceCollector()
         self.registry.register(self.compliance)
+        self.cloud = CloudCollector()
+        self.registry.register(self.cloud)

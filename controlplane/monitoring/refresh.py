@@ -1,10 +1,12 @@
-"""Recomputes the cached compliance gauges from the database, off the scrape path."""
+"""Recomputes the cached gauges off the scrape path: compliance from the database, cloud figures from the cloud."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+from controlplane.cloud.flows import refresh_cloud
 from controlplane.compliance.service import current_year_snapshot
 from controlplane.context import AppContext
 from controlplane.db import transaction
@@ -25,13 +27,20 @@ def refresh_compliance(ctx: AppContext) -> None:
     ))
 
 
-class PeriodicRefresher:
-    """A daemon thread that refreshes the cache every `interval` seconds until stopped."""
+def refresh_cloud_figures(ctx: AppContext) -> None:
+    """Hypervisor capacity and agencies' quota use, when a cloud is configured. A cloud that cannot be reached
+    is logged (by error class, never with credentials) and exported as controlplane_cloud_up 0; never fatal."""
+    refresh_cloud(ctx)
 
-    def __init__(self, ctx: AppContext, interval: float) -> None:
-        self._ctx, self._interval = ctx, interval
+
+class PeriodicRefresher:
+    """A daemon thread that runs `job` now and then every `interval` seconds until stopped."""
+
+    def __init__(self, ctx: AppContext, interval: float, *, job: Callable[[AppContext], object] = refresh_compliance,
+                 name: str = "metrics-refresh") -> None:
+        self._ctx, self._interval, self._job, self._name = ctx, interval, job, name
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metrics-refresh", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -43,8 +52,8 @@ class PeriodicRefresher:
     def _run(self) -> None:
         while True:
             try:
-                refresh_compliance(self._ctx)
-            except Exception:  # keep refreshing: a passing database error must not end the gauges
-                log.exception("refreshing compliance metrics failed")
+                self._job(self._ctx)
+            except Exception:  # keep refreshing: a passing error must not end the gauges
+                log.exception("%s failed", self._name)
             if self._stop.wait(self._interval):
                 return

@@ -33,6 +33,8 @@ from controlplane.auth.deps import Ctx, DbSession
 from controlplane.auth.models import Agency, AuditEntry
 from controlplane.auth.roles import Permission, Principal
 from controlplane.auth.security import TOKEN_PREFIX, digest
+from controlplane.cloud import flows as cloud_flows
+from controlplane.cloud import service as cloud_service
 from controlplane.compliance import service as compliance_service
 from controlplane.compliance.domain import Mode, Period, PeriodError, SessionStatus, parse_period, policy_segments
 from controlplane.compliance.schemas import SessionCreate
@@ -258,6 +260,8 @@ def _nav(viewer: Viewer | None, path: str, t: Translator) -> list[NavGroup]:
         return NavItem(href, t(key), path == href or path.startswith(href + "/"))
 
     infra = []
+    if principal.has(Permission.CLOUD_READ):
+        infra.append(item("/cloud", "nav.cloud"))
     if principal.has(Permission.AGENCIES_READ):
         infra.append(item("/agencies", "nav.agencies"))
     if principal.has(Permission.AUDIT_READ):
@@ -278,7 +282,7 @@ def _lang_links(request: Request, lang: str) -> list[dict[str, Any]]:
     # A page re-rendered after a POST links back to its GET address, not to the form's target.
     base = getattr(request.state, "page_path", None) if request.method != "GET" else _here(request)
     parts = urlsplit(base or DEFAULT_PAGE)
-    params = [(k, v) for k, v in _query_pairs(parts.query) if k not in ("lang", "recorded")]
+    params = [(k, v) for k, v in _query_pairs(parts.query) if k not in ("lang", "recorded", "queued")]
     return [
         {"code": code, "label": LANG_NAMES[code], "current": code == lang,
          "href": parts.path + "?" + urlencode([*params, ("lang", code)])}
@@ -601,3 +605,67 @@ def audit(
     _require(principal, Permission.AUDIT_READ)
     entries = [(entry, _changes(entry)) for entry in auth_service.list_audit(session, limit=AUDIT_SHOWN)]
     return _render(request, "audit.html", {"entries": entries, "limit": AUDIT_SHOWN})
+
+
+# --- cloud ---------------------------------------------------------------------------------------
+
+@router.get("/cloud")
+def cloud(
+    *,
+    request: Request, principal: Principal = Depends(page_principal), session: DbSession, ctx: Ctx
+) -> Response:
+    """Agencies on the cloud with status and quota use, from the cache the refresher keeps (no cloud call)."""
+    _require(principal, Permission.CLOUD_READ)
+    snapshot = ctx.metrics.cloud.snapshot
+    rows = [cloud_service.tenancy_read(t, quota=snapshot.quotas.get(t.agency.code, ()),
+                                       quota_at=snapshot.quotas_at.get(t.agency.code))
+            for t in cloud_service.list_tenancies(session, viewer=principal, cloud=ctx.cloud.cloud_name)]
+    return _render(request, "cloud.html", {"rows": rows, "snapshot": snapshot, "cloud": ctx.cloud.cloud_name,
+                                           "show_capacity": not principal.scoped})
+
+
+@router.get("/cloud/{code}")
+def cloud_agency(
+    *,
+    request: Request,
+    code: str,
+    plan: bool = False,
+    queued: str = Query("", max_length=36),
+    principal: Principal = Depends(page_principal),
+    session: DbSession,
+    ctx: Ctx,
+) -> Response:
+    """One agency on the cloud, read now; `?plan=1` compares the spec with the cloud (a read)."""
+    _require(principal, Permission.CLOUD_READ)
+    tenancy = cloud_service.get_tenancy(session, viewer=principal, cloud=ctx.cloud.cloud_name, code=code)
+    context: dict[str, Any] = {
+        "cloud": ctx.cloud.cloud_name, "row": cloud_service.tenancy_read(tenancy),
+        "spec": cloud_service.spec_read(tenancy), "key_fingerprint": cloud_service.key_fingerprint(tenancy.public_key),
+        "live": None, "cloud_error": None, "plan": cloud_service.last_plan_read(tenancy), "fresh_plan": False,
+        "may_apply": principal.has(Permission.CLOUD_WRITE), "queued": queued,
+        "operations": [cloud_service.operation_read(op) for op in
+                       cloud_service.list_operations(session, agency_id=tenancy.agency_id, cloud=tenancy.cloud)],
+    }
+    try:
+        context["live"] = cloud_flows.live_state(ctx, tenancy)
+        if plan:
+            # The plan is kept as the last plan: a write, so in a transaction of its own.
+            with transaction(ctx.sessions) as writer:
+                context["plan"] = cloud_flows.plan(writer, ctx=ctx, viewer=principal, code=code)
+            context["fresh_plan"] = True
+    except AppError as exc:
+        context["cloud_error"] = exc.message
+    return _render(request, "cloud_agency.html", context)
+
+
+@router.post("/cloud/{code}/apply")
+def cloud_apply(*, request: Request, code: str, csrf: str = Form("", max_length=200), ctx: Ctx) -> Response:
+    """Queue an apply of the agency's spec; it runs in the background once this transaction committed."""
+    request.state.page_path = f"/cloud/{quote(code)}"
+    with transaction(ctx.sessions) as session:
+        principal = authenticate_page(request, session, ctx)
+        _check_csrf(request, csrf)
+        _require(principal, Permission.CLOUD_WRITE)
+        operation_id = cloud_flows.request_apply(session, ctx=ctx, actor=principal, code=code).id
+    cloud_flows.submit_apply(ctx, operation_id=operation_id)
+    return RedirectResponse(f"/cloud/{quote(code)}?" + urlencode({"queued": operation_id}), status_code=303)

@@ -1,0 +1,316 @@
+"""Cloud work through the gateway port: live reads for requests, and applies run in the background.
+
+Reads (status, plan, capacity, inventory) are short and run in the request. An apply is recorded as an
+operation (queued), handed to the app's bounded executor after the request's transaction committed, and
+runs there with a gateway of its own: running -> succeeded (with the changes made) or failed (with the
+error). A process that starts finds the operations a dead process left behind and fails them as
+"interrupted". Gateway errors keep their AppError status and code; nothing here logs a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+from sqlalchemy.orm import Session
+
+from controlplane.auth import audit
+from controlplane.auth.roles import Principal
+from controlplane.cloud import domain, service
+from controlplane.cloud.metrics import HypervisorFigure, QuotaFigure
+from controlplane.cloud.models import CloudOperation, CloudTenancy
+from controlplane.cloud.schemas import (
+    AgencyCloudRead,
+    CapacityRead,
+    CapacityTotals,
+    NetworkRead,
+    OperationStatus,
+    PlanRead,
+    QuotaUseRead,
+    ServerRead,
+)
+from controlplane.context import AppContext
+from controlplane.db import transaction
+from controlplane.errors import AppError, Conflict, Forbidden
+from controlplane.secrets import SecretBox
+
+log = logging.getLogger(__name__)
+
+
+class Busy(AppError):
+    status_code = 503
+    code = "busy"
+
+
+class SpecConflict(Conflict):
+    """The spec is valid but cannot be applied to what exists on the cloud."""
+
+    code = "spec_conflict"
+
+
+# --- who runs an operation ---------------------------------------------------------------------------
+
+def _start_ticks(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+@cache
+def process_identity() -> str:
+    """host:pid:start-ticks of this process: a pid reused by another process does not look alive."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or ''}"
+
+
+def runner_alive(runner: str | None) -> bool:
+    """Whether the process named by `runner` still runs; another host's process is presumed alive."""
+    if not runner:
+        return False
+    host, pid_text, ticks = [*runner.rsplit(":", 2), "", ""][:3]
+    if host != socket.gethostname():
+        return True
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    current = _start_ticks(pid)
+    if current is None:
+        return False
+    return not ticks or not current or current == ticks
+
+
+def recover_interrupted(ctx: AppContext) -> list[str]:
+    """At start: fail the operations whose process died (the lifespan calls this once)."""
+    with transaction(ctx.sessions) as session:
+        ids = service.interrupt_orphans(session, clock=ctx.clock, alive=runner_alive)
+    for op_id in ids:
+        log.warning("cloud operation %s was interrupted (its process is gone); marked failed", op_id)
+    return ids
+
+
+# --- applies -----------------------------------------------------------------------------------------
+
+def secret_box(ctx: AppContext) -> SecretBox:
+    return SecretBox(ctx.settings.secret_key)
+
+
+def request_apply(session: Session, *, ctx: AppContext, actor: audit.Actor, code: str) -> CloudOperation:
+    """Record a queued apply (the caller submits it once its transaction has committed)."""
+    if not ctx.operations.accepting:
+        raise Busy("the server is not accepting cloud operations now (shutting down or at its limit of "
+                   "queued operations); try again shortly")
+    return service.request_apply(session, clock=ctx.clock, actor=actor, cloud=ctx.cloud.cloud_name, code=code,
+                                 runner=process_identity(), alive=runner_alive)
+
+
+def submit_apply(ctx: AppContext, *, operation_id: str) -> None:
+    """Hand a committed, queued apply to the executor; a refusal fails the operation at once."""
+    def job() -> None:
+        run_apply(ctx, operation_id=operation_id)
+
+    if ctx.operations.submit(operation_id, job):
+        return
+    with transaction(ctx.sessions) as session:
+        service.fail_operation(session, clock=ctx.clock, operation_id=operation_id, code="rejected",
+                               message="the server could not queue this operation (shutting down or busy); "
+                                       "apply again")
+    ctx.metrics.cloud.operation_finished(service.KIND_APPLY, OperationStatus.FAILED.value)
+
+
+def mark_cancelled(ctx: AppContext, operation_ids: list[str]) -> None:
+    """Operations dropped from the executor's queue at shutdown: they never started."""
+    if not operation_ids:
+        return
+    with transaction(ctx.sessions) as session:
+        for op_id in operation_ids:
+            service.fail_operation(session, clock=ctx.clock, operation_id=op_id, code=service.INTERRUPTED,
+                                   actor="system", message="interrupted: the server stopped before this operation "
+                                                           "started; apply again")
+
+
+def run_apply(ctx: AppContext, *, operation_id: str) -> CloudOperation | None:
+    """Run one queued apply to its end (in the executor, or in the foreground for the CLI)."""
+    with transaction(ctx.sessions) as session:
+        begun = service.begin_operation(session, clock=ctx.clock, operation_id=operation_id,
+                                        runner=process_identity())
+        if begun is None:
+            return None
+        op, spec = begun
+        kind, code = op.kind, op.agency.code
+    status = OperationStatus.FAILED.value
+    try:
+        with ctx.cloud.dedicated() as gateway:
+            result = gateway.apply(spec)
+        with transaction(ctx.sessions) as session:
+            done = service.complete_apply(session, clock=ctx.clock, box=secret_box(ctx), operation_id=operation_id,
+                                          result=result)
+        status = done.status
+        log.info("cloud apply %s for %s succeeded: %s", operation_id, code, result.plan.summary())
+        _refresh_agency_quota(ctx, code, result.project_id)
+        return done
+    except AppError as exc:
+        log.warning("cloud apply %s for %s failed: %s (%s)", operation_id, code, exc.message, exc.code)
+        return _fail(ctx, operation_id, exc.code, exc.message)
+    except domain.SpecError as exc:
+        log.warning("cloud apply %s for %s refused: %s", operation_id, code, exc)
+        return _fail(ctx, operation_id, SpecConflict.code, f"{service.api_field(exc.field)}: {exc.reason}")
+    except Exception as exc:
+        log.exception("cloud apply %s for %s failed unexpectedly", operation_id, code)
+        return _fail(ctx, operation_id, "internal", f"unexpected error ({type(exc).__name__}); see the server log")
+    except BaseException:  # Ctrl-C in the CLI, or the process being stopped: say so, then stop
+        _fail(ctx, operation_id, service.INTERRUPTED, "interrupted while it ran; apply again (an apply is safe to "
+                                                      "repeat)")
+        raise
+    finally:
+        ctx.metrics.cloud.operation_finished(kind, status)
+
+
+def _fail(ctx: AppContext, operation_id: str, code: str, message: str) -> CloudOperation | None:
+    try:
+        with transaction(ctx.sessions) as session:
+            return service.fail_operation(session, clock=ctx.clock, operation_id=operation_id, code=code,
+                                          message=message)
+    except Exception:
+        log.exception("recording the failure of cloud operation %s failed", operation_id)
+        return None
+
+
+# --- live reads --------------------------------------------------------------------------------------
+
+def _refresh_agency_quota(ctx: AppContext, code: str, project_id: str) -> None:
+    try:
+        usage = ctx.cloud.gateway().quota_usage(project_id)
+    except Exception as exc:  # the figures come back with the next refresh
+        log.warning("reading the quota of %s after an apply failed: %s", code, type(exc).__name__)
+        return
+    ctx.metrics.cloud.agency_quota(code, service.quota_figures(usage), at=ctx.clock.now())
+
+
+def plan(session: Session, *, ctx: AppContext, viewer: audit.Actor, code: str) -> PlanRead:
+    """What an apply would change now (read from the cloud); kept as the tenancy's last plan."""
+    tenancy = service.get_tenancy(session, viewer=viewer, cloud=ctx.cloud.cloud_name, code=code)
+    try:
+        result = ctx.cloud.gateway().plan(service.spec_of(tenancy))
+    except domain.SpecError as exc:  # the spec cannot be reached from what exists (e.g. a renumbered subnet)
+        raise SpecConflict(f"{service.api_field(exc.field)}: {exc.reason}", field=service.api_field(exc.field)) \
+            from None
+    return service.record_plan(session, clock=ctx.clock, tenancy=tenancy, plan=result)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What the cloud says about one agency now."""
+
+    project_id: str | None
+    servers: list[ServerRead]
+    networks: list[NetworkRead]
+    quota: list[QuotaUseRead]
+    read_at: datetime
+
+
+def live_state(ctx: AppContext, tenancy: CloudTenancy) -> LiveState:
+    gateway = ctx.cloud.gateway()
+    spec = service.spec_of(tenancy)
+    observed = gateway.observe(spec)
+    project_id = observed.project_id or tenancy.project_id
+    servers = gateway.list_servers(project_id=project_id) if project_id else []
+    figures: tuple[QuotaFigure, ...] = ()
+    now = ctx.clock.now()
+    if project_id:
+        figures = service.quota_figures(gateway.quota_usage(project_id))
+        ctx.metrics.cloud.agency_quota(tenancy.agency.code, figures, at=now)
+    return LiveState(project_id=project_id, servers=[service.server_read(s) for s in servers],
+                     networks=service.network_reads(spec, observed), quota=service.quota_reads(figures), read_at=now)
+
+
+def agency_detail(session: Session, *, ctx: AppContext, viewer: audit.Actor, code: str) -> AgencyCloudRead:
+    tenancy = service.get_tenancy(session, viewer=viewer, cloud=ctx.cloud.cloud_name, code=code)
+    live = live_state(ctx, tenancy)
+    base = service.tenancy_read(tenancy)
+    return AgencyCloudRead(
+        **base.model_dump(exclude={"quota", "quota_as_of", "project_id"}),
+        project_id=live.project_id, quota=live.quota, quota_as_of=live.read_at,
+        spec=service.spec_read(tenancy), servers=live.servers, networks=live.networks,
+        plan=service.last_plan_read(tenancy),
+        last_operation=service.operation_read(tenancy.last_operation) if tenancy.last_operation else None,
+    )
+
+
+def capacity(session: Session, *, ctx: AppContext, viewer: audit.Actor) -> CapacityRead:
+    """Hypervisors and every onboarded agency's quota use, read now (and cached for the gauges)."""
+    if isinstance(viewer, Principal) and viewer.scoped:
+        raise Forbidden("the capacity of the whole cloud is for operators and auditors; see your agency's "
+                        "quota at /api/v1/cloud/agencies/{code}", field="role")
+    gateway = ctx.cloud.gateway()
+    now = ctx.clock.now()
+    hypervisors = service.hypervisor_figures(gateway.hypervisors())
+    quotas: dict[str, tuple[QuotaFigure, ...]] = {}
+    agencies = []
+    for tenancy in service.list_tenancies(session, viewer=viewer, cloud=ctx.cloud.cloud_name):
+        if tenancy.project_id:
+            figures = service.quota_figures(gateway.quota_usage(tenancy.project_id))
+            quotas[tenancy.agency.code] = figures
+            agencies.append(service.agency_quota_read(tenancy.agency.code, tenancy.project_id, figures))
+    ctx.metrics.cloud.refreshed(at=now, quotas=quotas, hypervisors=hypervisors)
+    return CapacityRead(cloud=ctx.cloud.cloud_name, read_at=now, hypervisors=service.hypervisor_reads(hypervisors),
+                        totals=_totals(hypervisors), agencies=agencies)
+
+
+def _totals(hypervisors: tuple[HypervisorFigure, ...]) -> CapacityTotals:
+    return CapacityTotals(
+        vcpus=sum(h.vcpus for h in hypervisors), vcpus_used=sum(h.vcpus_used for h in hypervisors),
+        memory_mb=sum(h.memory_mb for h in hypervisors), memory_mb_used=sum(h.memory_mb_used for h in hypervisors),
+        running_vms=sum(h.running_vms for h in hypervisors),
+    )
+
+
+def inventory(session: Session, *, ctx: AppContext, viewer: audit.Actor, code: str) -> dict[str, object]:
+    """A static Ansible inventory of the agency's servers (an empty group before its project exists)."""
+    tenancy = service.get_tenancy(session, viewer=viewer, cloud=ctx.cloud.cloud_name, code=code)
+    spec = service.spec_of(tenancy)
+    servers: list[domain.ServerInfo] = []
+    if tenancy.project_id:
+        servers = ctx.cloud.gateway().list_servers(project_id=tenancy.project_id)
+    return service.inventory_document(sorted(servers, key=lambda s: s.name), spec=spec)
+
+
+# --- periodic refresh --------------------------------------------------------------------------------
+
+def refresh_cloud(ctx: AppContext, *, only_if_configured: bool = True) -> bool:
+    """Re-read hypervisors and every onboarded agency's quota into the gauges' cache; False if the cloud was
+    not configured (periodic refreshes skip it then) or not reached (logged without secrets)."""
+    if only_if_configured and not ctx.cloud.configured:
+        return False
+    now = ctx.clock.now()
+    try:
+        with transaction(ctx.sessions) as session:
+            projects = {t.agency.code: t.project_id
+                        for t in service.list_tenancies(session, viewer="system", cloud=ctx.cloud.cloud_name)
+                        if t.project_id}
+        gateway = ctx.cloud.gateway()
+        hypervisors = service.hypervisor_figures(gateway.hypervisors())
+        quotas = {code: service.quota_figures(gateway.quota_usage(project_id))
+                  for code, project_id in sorted(projects.items())}
+    except AppError as exc:
+        log.warning("refreshing the cloud figures of '%s' failed: %s (%s)", ctx.cloud.cloud_name, exc.message,
+                    exc.code)
+        ctx.metrics.cloud.unreachable(at=now, reason=exc.code)
+        return False
+    except Exception as exc:
+        log.warning("refreshing the cloud figures of '%s' failed: %s", ctx.cloud.cloud_name, type(exc).__name__)
+        ctx.metrics.cloud.unreachable(at=now, reason=type(exc).__name__)
+        return False
+    ctx.metrics.cloud.refreshed(at=now, quotas=quotas, hypervisors=hypervisors)
+    return True
