@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from controlplane.compliance import service as compliance_service
 from controlplane.compliance.schemas import MeetingCreate
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine, make_sessionmaker, transaction
+from controlplane.devcloud.cloud import DevCloud
 from controlplane.migrations import upgrade
 
 PG_ADMIN_URL = os.environ.get("CP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -156,3 +159,44 @@ def login(client: TestClient, make_user: Callable[..., str]) -> Callable[..., di
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     return _login
+
+
+# --- the real local OpenStack dev cloud (tests marked devcloud; one xdist worker owns it) -----------------
+# Brought up once per run and taken down if this run started it (down checks that nothing it made is left).
+# CP_DEVCLOUD_KEEP=1 leaves a cloud this run started running afterwards (faster local reruns).
+
+@pytest.fixture(scope="session")
+def devcloud() -> Iterator[DevCloud]:
+    if os.geteuid() != 0:
+        reason = "the dev cloud needs root (its servers are systemd-nspawn hosts in network namespaces)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cloud = DevCloud.default()
+    was_running = all(service.running for service in cloud.status())
+    cloud.up()
+    yield cloud
+    if not was_running and not os.environ.get("CP_DEVCLOUD_KEEP"):
+        cloud.down()
+
+
+@dataclass(frozen=True)
+class SshKey:
+    private: Path
+    public: str
+
+    def run(self, address: str, command: str, *, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a command as root on a dev cloud host, the way Ansible reaches it."""
+        return subprocess.run(
+            ["ssh", "-i", str(self.private), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{address}", command],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> SshKey:
+    """A key pair for the hosts' root: `ssh_key.public` goes into a keypair, `ssh_key.run(ip, cmd)` logs in."""
+    private = tmp_path_factory.mktemp("ssh") / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
+    return SshKey(private, private.with_suffix(".pub").read_text().strip())

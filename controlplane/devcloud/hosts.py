@@ -457,6 +457,9 @@ class HostManager:
         for line in _run("ip", "-o", "-4", "addr", "show").splitlines():
             device, cidr = line.split()[1], line.split()[3]
             if device != bridge and ipaddress.ip_network(cidr, strict=False).overlaps(interface.network):
+                if device.startswith(BRIDGE_PREFIX) and not any(Path("/sys/class/net", device, "brif").iterdir()):
+                    _delete_link(device)  # the bridge of a deleted network (no host left on it): its range is free
+                    continue
                 raise HostError(f"host {name}: subnet {interface.network} overlaps {cidr} of {device} on this machine")
         _ensure_link(bridge, "type", "bridge")
         _run("ip", "addr", "replace", gateway_cidr, "dev", bridge)

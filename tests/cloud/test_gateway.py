@@ -87,8 +87,7 @@ def test_a_spec_change_plans_exactly_that_change(admin: CloudGateway, agencies: 
     ])
     assert admin.apply(changed).plan == plan
     assert admin.plan(changed).is_noop
-    # Back to the agency's own spec for the other tests.
-    admin.apply(replace(agency.spec, quotas=replace(agency.spec.quotas, instances=1)))
+    assert admin.apply(agency.spec).plan.changes  # back to the agency's own spec for the other tests
 
 
 def test_a_server_is_a_real_host_and_only_its_agency_sees_it(agencies: tuple[Agency, Agency], ssh_key: Any) -> None:
@@ -121,8 +120,10 @@ def test_a_server_is_a_real_host_and_only_its_agency_sees_it(agencies: tuple[Age
         pass
 
 
-def test_quota_exceeded_is_clear_and_creates_nothing(agencies: tuple[Agency, Agency]) -> None:
-    b = agencies[1]  # instances quota 1 (set by the spec-change test's follow-up apply)
+def test_quota_exceeded_is_clear_and_creates_nothing(admin: CloudGateway, agencies: tuple[Agency, Agency]) -> None:
+    b = agencies[1]
+    one_server = replace(b.spec, quotas=replace(b.spec.quotas, instances=1))
+    admin.apply(one_server)
     first = b.gateway.create_server(b.server(f"test:{uuid.uuid4().hex[:8]}", "quota-1"))
     try:
         second_owner = f"test:{uuid.uuid4().hex[:8]}"
@@ -133,6 +134,7 @@ def test_quota_exceeded_is_clear_and_creates_nothing(agencies: tuple[Agency, Age
         assert [s.id for s in b.gateway.list_servers()] == [first.id]
     finally:
         b.gateway.delete_server(first.id)
+        admin.apply(b.spec)
 
 
 def _outage(devcloud: DevCloud, seconds: float) -> threading.Thread:
