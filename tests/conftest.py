@@ -161,7 +161,7 @@ def login(client: TestClient, make_user: Callable[..., str]) -> Callable[..., di
     return _login
 
 
-# --- the real local OpenStack dev cloud (tests marked devcloud; one xdist worker owns it) -----------------
+# --- the real local OpenStack dev cloud (tests marked devcloud, run in one process after the others) ---------
 # Brought up once per run and taken down if this run started it (down checks that nothing it made is left).
 # CP_DEVCLOUD_KEEP=1 leaves a cloud this run started running afterwards (faster local reruns).
 

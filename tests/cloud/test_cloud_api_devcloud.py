@@ -32,7 +32,7 @@ from controlplane.db import transaction
 from controlplane.migrations import upgrade
 from controlplane.secrets import SecretBox
 
-pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+pytestmark = pytest.mark.devcloud
 
 API = "/api/v1/cloud"
 PASSWORD = "cloud-admin-password-9"

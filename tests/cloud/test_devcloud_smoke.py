@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from controlplane.cli import app
 from controlplane.devcloud.cloud import DevCloud
 
-pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+pytestmark = pytest.mark.devcloud
 
 
 @pytest.fixture(scope="module")

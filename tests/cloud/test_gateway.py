@@ -19,7 +19,7 @@ from controlplane.cloud.errors import CloudNotFound, CloudUnavailable, QuotaExce
 from controlplane.cloud.gateway import CloudGateway, RetryPolicy
 from controlplane.devcloud.cloud import DevCloud
 
-pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+pytestmark = pytest.mark.devcloud
 
 SSH_FROM_ANYWHERE_PRIVATE = IngressRule("tcp", 22, 22, "10.0.0.0/8")
 HTTPS = IngressRule("tcp", 443, 443, "0.0.0.0/0")

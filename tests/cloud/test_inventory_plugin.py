@@ -14,7 +14,7 @@ from controlplane.cloud.domain import ServerSpec
 from controlplane.cloud.gateway import CloudGateway
 from controlplane.devcloud.cloud import DevCloud
 
-pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+pytestmark = pytest.mark.devcloud
 REPO = Path(__file__).resolve().parent.parent.parent
 
 

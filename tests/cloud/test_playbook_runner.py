@@ -17,7 +17,7 @@ from controlplane.cloud.domain import ServerInfo, ServerSpec
 from controlplane.cloud.gateway import CloudGateway
 from controlplane.devcloud.cloud import DevCloud
 
-pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+pytestmark = pytest.mark.devcloud
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 SECRET = "Sup3r-S3cret-" + uuid.uuid4().hex
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"

@@ -27,7 +27,7 @@ from controlplane.devcloud.hosts import (
     bridge_name_for,
 )
 
-pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+pytestmark = pytest.mark.devcloud
 
 NETWORK_ID = f"test-{uuid.uuid4().hex}"
 GATEWAY = "10.79.250.1"
