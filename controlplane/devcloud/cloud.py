@@ -154,6 +154,10 @@ class DevCloud:
             if left := self.leftovers():
                 raise DevCloudError(f"still present after down: {', '.join(left)}")
             if purge:
+                if self.machine_servers:  # the data live in the machine's MariaDB: drop exactly ours
+                    statements = [f"DROP DATABASE IF EXISTS devcloud_{name};" for name in DATABASES]
+                    self._run(["mariadb", "-h", "127.0.0.1", "-P", "3306", "-u", "root"], "drop the databases",
+                              stdin="\n".join([*statements, "DROP USER IF EXISTS 'devcloud'@'127.0.0.1';"]))
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             return stopped
 
@@ -387,6 +391,7 @@ class DevCloud:
                       for name in DATABASES]
         statements += [
             f"CREATE USER IF NOT EXISTS 'devcloud'@'127.0.0.1' IDENTIFIED BY '{ctx.secrets.database_password}';",
+            f"ALTER USER 'devcloud'@'127.0.0.1' IDENTIFIED BY '{ctx.secrets.database_password}';",
             *(f"GRANT ALL PRIVILEGES ON {ctx.database_name(name)}.* TO 'devcloud'@'127.0.0.1';"
               for name in DATABASES),
         ]
