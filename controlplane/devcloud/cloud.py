@@ -441,7 +441,8 @@ class DevCloud:
         say(f"seeding the cloud: {step}")
         request = json.dumps({"step": step, "admin_password": ctx.secrets.admin_password,
                               "service_password": ctx.secrets.service_password, "ports": asdict(ctx.ports)})
-        self._run([self._bin("python"), str(HERE / "seed_cloud.py")], f"seed {step}", stdin=request)
+        seed = REPO_ROOT / "scripts" / "devcloud_seed.py"
+        self._run([self._bin("python"), str(seed)], f"seed {step}", stdin=request)
 
     def _discover_compute(self, ctx: ConfigContext, say: Progress, timeout: float = 120) -> None:
         """nova-compute registers itself after start; map it into cell1 so the scheduler can use it."""

@@ -1,8 +1,8 @@
 """Seed the dev cloud through its own APIs: the service catalogue, then an image, flavors and a network.
 
-Run by `controlplane devcloud up` with the dev cloud's own interpreter (its virtualenv has openstacksdk);
-the control plane never imports this module. It reads one JSON request on stdin:
-{"step": "catalog" | "resources", "admin_password": ..., "service_password": ..., "ports": {...}}.
+Run by `controlplane devcloud up` with the dev cloud's own interpreter (its virtualenv has openstacksdk),
+outside the package: the control plane talks to clouds only through controlplane/cloud/. It reads one JSON
+request on stdin: {"step": "catalog" | "resources", "admin_password": ..., "service_password": ..., "ports": {...}}.
 Every step is idempotent: it finds before it creates.
 """
 
