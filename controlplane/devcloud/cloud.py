@@ -116,27 +116,6 @@ class DevCloud:
                 self._ensure_venv(say)
                 self._start_openstack(say, base)
 
-    def _start_openstack(self, say: Progress, base: Future[Path]) -> None:
-        self._install_drivers()
-        ctx = self._config_context()
-        self._write_configs(ctx)
-        self._start_infra(ctx, say)
-        self._ensure_schemas(ctx, say)
-        say("starting keystone")
-        self._start(self._services(ctx, ("keystone",)))
-        # The service users must exist before Nova starts: nova-conductor exits without its placement user.
-        self._seed(ctx, "catalog", say)
-        if not base.done():
-            say("waiting for the hosts' root filesystem (debootstrap, once)")
-        base.result()
-        say("starting glance, placement, neutron, nova")
-        self._start(self._services(ctx, APIS[1:] + NOVA_DAEMONS))
-        self._discover_compute(ctx, say)
-        self._seed(ctx, "resources", say)
-        self.clouds_yaml.write_text(configs.clouds_yaml(ctx, CLOUD_NAME))
-        self.clouds_yaml.chmod(0o600)
-        say(f"dev cloud up: OS_CLIENT_CONFIG_FILE={self.clouds_yaml} OS_CLOUD={CLOUD_NAME}")
-
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop everything this dev cloud started (hosts included); `purge` also deletes its data.
 
@@ -197,6 +176,28 @@ class DevCloud:
     def _known(self, name: str) -> None:
         if name not in self.service_names:
             raise DevCloudError(f"unknown service {name!r}; one of: {', '.join(self.service_names)}")
+
+    def _start_openstack(self, say: Progress, base: Future[Path]) -> None:
+        """Configure and start everything in dependency order; `base` is the hosts' root filesystem being built."""
+        self._install_drivers()
+        ctx = self._config_context()
+        self._write_configs(ctx)
+        self._start_infra(ctx, say)
+        self._ensure_schemas(ctx, say)
+        say("starting keystone")
+        self._start(self._services(ctx, ("keystone",)))
+        # The service users must exist before Nova starts: nova-conductor exits without its placement user.
+        self._seed(ctx, "catalog", say)
+        if not base.done():
+            say("waiting for the hosts' root filesystem (debootstrap, once)")
+        base.result()
+        say("starting glance, placement, neutron, nova")
+        self._start(self._services(ctx, APIS[1:] + NOVA_DAEMONS))
+        self._discover_compute(ctx, say)
+        self._seed(ctx, "resources", say)
+        self.clouds_yaml.write_text(configs.clouds_yaml(ctx, CLOUD_NAME))
+        self.clouds_yaml.chmod(0o600)
+        say(f"dev cloud up: OS_CLIENT_CONFIG_FILE={self.clouds_yaml} OS_CLOUD={CLOUD_NAME}")
 
     def _ensure_venv(self, say: Progress) -> None:
         """The OpenStack virtualenv, built once per pinned set and reused (700 MB).
