@@ -147,6 +147,45 @@ def _netns_exists(netns: str) -> bool:
     return Path("/run/netns", netns).exists()
 
 
+def _delete_netns(netns: str) -> None:
+    """`ip netns del` that tolerates the namespace vanishing meanwhile."""
+    if _netns_exists(netns):
+        try:
+            _run("ip", "netns", "del", netns)
+        except HostError:
+            if _netns_exists(netns):
+                raise
+
+
+def _netns_in_use(netns: str) -> bool:
+    """Whether any process lives in the namespace (a booted host's init does)."""
+    try:
+        return bool(_run("ip", "netns", "pids", netns).strip())
+    except HostError:
+        return _netns_exists(netns)  # gone meanwhile is free; a namespace that cannot be asked is not
+
+
+def _release_abandoned_bridge(bridge: str) -> bool:
+    """Remove one of our bridges, with the wiring of the hosts on it, when none of them runs; False when one does.
+
+    Such a bridge belongs to a deleted network, or to hosts whose processes were killed without a shutdown (a dev
+    cloud whose machine session ended): its range is free again. A powered-off host of ours that was on it is
+    wired afresh by its next start.
+    """
+    try:
+        ports = [port.name for port in Path("/sys/class/net", bridge, "brif").iterdir()]
+    except FileNotFoundError:
+        return True  # another host's wiring released it meanwhile
+    names = [port.removeprefix(VETH_PREFIX) for port in ports]
+    if any(not port.startswith(VETH_PREFIX) for port in ports) or any(_netns_in_use(NETNS_PREFIX + n) for n in names):
+        return False
+    for name in names:
+        _delete_link(VETH_PREFIX + name)
+        _delete_netns(NETNS_PREFIX + name)
+    _delete_link(bridge)
+    return True
+
+
 def _mounted(path: Path) -> bool:
     return os.path.ismount(path)
 
@@ -457,8 +496,7 @@ class HostManager:
         for line in _run("ip", "-o", "-4", "addr", "show").splitlines():
             device, cidr = line.split()[1], line.split()[3]
             if device != bridge and ipaddress.ip_network(cidr, strict=False).overlaps(interface.network):
-                if device.startswith(BRIDGE_PREFIX) and not any(Path("/sys/class/net", device, "brif").iterdir()):
-                    _delete_link(device)  # the bridge of a deleted network (no host left on it): its range is free
+                if device.startswith(BRIDGE_PREFIX) and _release_abandoned_bridge(device):
                     continue
                 raise HostError(f"host {name}: subnet {interface.network} overlaps {cidr} of {device} on this machine")
         _ensure_link(bridge, "type", "bridge")
@@ -490,8 +528,7 @@ class HostManager:
             except HostError:
                 _run("umount", "--lazy", str(root))  # still busy right after poweroff: detach now, free when idle
         _delete_link(VETH_PREFIX + name)  # and its peer, eth0 in the namespace
-        if _netns_exists(NETNS_PREFIX + name):
-            _run("ip", "netns", "del", NETNS_PREFIX + name)
+        _delete_netns(NETNS_PREFIX + name)
         if host_dir.exists():
             shutil.rmtree(host_dir)
 

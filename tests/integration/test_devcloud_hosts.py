@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -200,3 +202,39 @@ def test_destroy_all_of_the_module_manager(manager: HostManager, hosts: list[Hos
     assert [trace for host in current for trace in _traces(host, manager)] == []
     assert not Path("/sys/class/net", bridge_name_for(NETWORK_ID)).exists()
     manager.destroy_all()
+
+
+def test_a_killed_managers_network_does_not_block_its_range(ssh: Ssh, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As after a machine session whose dev cloud was killed: its hosts' processes are gone, its bridge, veths and
+    namespaces are not. A new cloud's network on the same range takes the range over."""
+    killed = _manager(tmp_path_factory.mktemp("killed"))
+    fresh = _manager(tmp_path_factory.mktemp("fresh"))
+    old_network, new_network = f"test-{uuid.uuid4().hex}", f"test-{uuid.uuid4().hex}"
+    try:
+        old = killed.create("k1", address="10.79.252.10/24", gateway="10.79.252.1", network_id=old_network,
+                            public_key=ssh.public_key, hostname="killed-1")
+        in_namespace = subprocess.run(["ip", "netns", "pids", NETNS_PREFIX + old.name], capture_output=True,
+                                      text=True, check=True).stdout.split()
+        for pid in [old.pid, *map(int, in_namespace)]:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while killed.is_running("k1") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not killed.is_running("k1")
+        assert Path("/sys/class/net", bridge_name_for(old_network)).exists()
+
+        new = fresh.create("f1", address="10.79.252.20/24", gateway="10.79.252.1", network_id=new_network,
+                           public_key=ssh.public_key, hostname="fresh-1")
+        assert ssh.run(new.ip, "hostname").stdout == "fresh-1\n"
+        assert not Path("/sys/class/net", bridge_name_for(old_network)).exists()
+        assert not Path("/run/netns", NETNS_PREFIX + old.name).exists()
+
+        # A running host's network is never taken over.
+        with pytest.raises(HostError, match=r"host f2: subnet 10\.79\.252\.0/24 overlaps 10\.79\.252\.1/24 of cpn-"):
+            killed.create("f2", address="10.79.252.30/24", gateway="10.79.252.1", network_id=old_network,
+                          public_key=ssh.public_key, hostname="other-2")
+    finally:
+        killed.destroy_all()
+        fresh.destroy_all()
+    assert killed.leftovers() == [] and fresh.leftovers() == []
+    assert not Path("/sys/class/net", bridge_name_for(new_network)).exists()
