@@ -75,7 +75,7 @@ class OnboardingSpec:
 
     @property
     def security_group_name(self) -> str:
-        return f"{self.project_name}-ingress"
+        return agency_group_name(self.project_name)
 
     @property
     def keypair_name(self) -> str:
@@ -88,6 +88,11 @@ class OnboardingSpec:
     @property
     def gateway_ip(self) -> str:
         return str(next(ipaddress.ip_network(self.cidr).hosts()))
+
+
+def agency_group_name(project_name: str) -> str:
+    """The agency's ingress group in its project: the only group the gateway gives the project's servers."""
+    return f"{project_name}-ingress"
 
 
 def default_cidr(index: int) -> str:
@@ -158,6 +163,9 @@ class Change:
 class Plan:
     agency_code: str
     changes: tuple[Change, ...]
+    # What the spec asks for but this cloud cannot do, and why (e.g. volume quotas without a volume service).
+    # Not changes: a skip never makes a plan non-empty, so a second apply stays a no-op.
+    skipped: tuple[str, ...] = ()
 
     @property
     def is_noop(self) -> bool:
@@ -165,7 +173,8 @@ class Plan:
 
     def summary(self) -> str:
         counts = {action: sum(c.action == action for c in self.changes) for action in ACTIONS}
-        return f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
+        text = f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
+        return text + (f", {len(self.skipped)} skipped" if self.skipped else "")
 
 
 @dataclass(frozen=True)
@@ -199,9 +208,12 @@ def diff(spec: OnboardingSpec, observed: ObservedState) -> Plan:
     need(observed.project_id, "project", spec.project_name)
     need(observed.user_exists, "user", spec.user_name)
     need(observed.user_has_role, "role_assignment", f"{spec.user_name} member of {spec.project_name}")
+    skipped: list[str] = []
     wanted = [("instances", spec.quotas.instances), ("cores", spec.quotas.cores), ("ram_mb", spec.quotas.ram_mb)]
     if observed.volumes_supported:
         wanted.append(("volumes", spec.quotas.volumes))
+    else:
+        skipped.append(f"quota {spec.project_name} volumes: the cloud has no block-storage service")
     current = observed.quotas
     quota_fields = tuple((name, getattr(current, name) if current else None, value) for name, value in wanted
                          if current is None or getattr(current, name) != value)
@@ -225,7 +237,7 @@ def diff(spec: OnboardingSpec, observed: ObservedState) -> Plan:
             changes.append(Change("create", "keypair", spec.keypair_name))
         elif _key_material(observed.keypair_public_key) != _key_material(spec.public_key):
             changes.append(Change("update", "keypair", spec.keypair_name, (("public_key", "(old key)", "(new key)"),)))
-    return Plan(spec.agency_code, tuple(changes))
+    return Plan(spec.agency_code, tuple(changes), tuple(skipped))
 
 
 def _rule_order(rule: IngressRule) -> tuple[str, int, int, str]:
@@ -258,6 +270,7 @@ class ServerInfo:
     project_id: str
     addresses: tuple[str, ...]
     flavor: str
+    security_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

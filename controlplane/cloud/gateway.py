@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -52,9 +52,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OWNER_KEY = "cp_owner"
 MEMBER_ROLE = "member"
+# Agencies' projects and users live in the cloud's default domain.
+DOMAIN_ID = "default"
 TRANSIENT_STATUS = (502, 503, 504)
-# The last microversion whose hypervisor view still has vCPU and memory figures (2.88 removed them).
-HYPERVISOR_MICROVERSION = "2.87"
+# What an agency's connection keeps from the operator's cloud config (TLS trust, endpoint interface, region).
+_CARRIED_SETTINGS = ("region_name", "interface", "verify", "cacert", "cert", "key", "api_timeout",
+                     "identity_api_version")
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,10 @@ def _translate(exc: BaseException, what: str) -> CloudError:
     if isinstance(exc, sdk.ResourceTimeout):
         return CloudTimeout(f"{what}: {detail}")
     status = getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
-    if "quota exceeded" in detail.lower() or "quotaexceeded" in detail.lower().replace(" ", ""):
+    lowered = detail.lower()
+    # Nova says "Quota exceeded for cores" (403), Neutron "Quota exceeded for resources" (409), Cinder
+    # "... exceeded for quota 'volumes'" (413); 413 is every service's "over limit".
+    if status == 413 or ("quota" in lowered and "exceeded" in lowered):
         return QuotaExceeded(f"{what}: quota exceeded: {detail}")
     if isinstance(exc, sdk.NotFoundException | sdk.ResourceNotFound) or status == 404:
         return CloudNotFound(f"{what}: not found: {detail}")
@@ -122,13 +128,16 @@ class CloudGateway:
 
     def for_agency(self, credential: AgencyCredential) -> CloudGateway:
         """A gateway authenticated as the agency's own user, scoped to its project only."""
-        auth = self._conn.config.get_auth_args()
-        connection = openstack.connection.Connection(
-            auth_url=auth["auth_url"], username=credential.user_name, password=credential.password,
-            project_id=credential.project_id, user_domain_id="default",
-            region_name=self._conn.config.get_region_name(), identity_api_version="3",
-        )
+        config = self._conn.config.config
+        settings = {name: config[name] for name in _CARRIED_SETTINGS if config.get(name) is not None}
+        auth = {"auth_url": self._conn.config.get_auth_args()["auth_url"], "username": credential.user_name,
+                "password": credential.password, "user_domain_id": DOMAIN_ID, "project_id": credential.project_id}
+        connection = openstack.connection.Connection(auth_type="password", auth=auth, **settings)
         return CloudGateway(connection, retry=self.retry)
+
+    def _access(self) -> Any:
+        """Who this gateway is (user, project, roles), from its token (cached by keystoneauth)."""
+        return self._conn.session.auth.get_access(self._conn.session)
 
     # -- the one retry loop ----------------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -141,8 +150,9 @@ class CloudGateway:
                 if not _is_transient(exc) or time.monotonic() + delay > deadline:
                     raise _translate(exc, what) from exc
                 log.warning("cloud: %s failed transiently (%s); retrying in %.1f s", what, type(exc).__name__, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, self.retry.max_delay) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter only
+            # Jitter spreads the retries of many workers that failed together.
+            time.sleep(delay * random.uniform(0.8, 1.0))  # noqa: S311 - jitter, not a secret
+            delay = min(delay * 2, self.retry.max_delay)
 
     # -- onboarding --------------------------------------------------------------------------------------------
     def observe(self, spec: OnboardingSpec) -> ObservedState:
@@ -150,8 +160,8 @@ class CloudGateway:
 
     def _observe(self, spec: OnboardingSpec) -> ObservedState:
         conn = self._conn
-        project = conn.identity.find_project(spec.project_name, domain_id="default")
-        user = conn.identity.find_user(spec.user_name, domain_id="default")
+        project = conn.identity.find_project(spec.project_name, domain_id=DOMAIN_ID)
+        user = conn.identity.find_user(spec.user_name, domain_id=DOMAIN_ID)
         if project is None:
             return ObservedState(user_exists=user is not None, volumes_supported=self._has_volumes())
         role = conn.identity.find_role(MEMBER_ROLE)
@@ -163,10 +173,7 @@ class CloudGateway:
         has_interface = bool(router and network and next(iter(conn.network.ports(
             device_id=router.id, network_id=network.id)), None))
         group = conn.network.find_security_group(spec.security_group_name, project_id=project.id)
-        ingress = frozenset(
-            IngressRule(rule.protocol, rule.port_range_min, rule.port_range_max, rule.remote_ip_prefix or "0.0.0.0/0")
-            for rule in conn.network.security_group_rules(security_group_id=group.id, direction="ingress")
-        ) if group else frozenset()
+        ingress = frozenset(_ingress_rules(conn, group.id)) if group else frozenset()
         keypair = conn.compute.find_keypair(spec.keypair_name, user_id=user.id) if user else None
         return ObservedState(
             project_id=project.id, user_exists=user is not None, user_has_role=has_role, quotas=quotas,
@@ -188,30 +195,46 @@ class CloudGateway:
     def plan(self, spec: OnboardingSpec) -> Plan:
         return domain.diff(spec, self.observe(spec))
 
-    def apply(self, spec: OnboardingSpec) -> ApplyResult:
-        """Make the cloud match the spec; returns the plan that was carried out (empty the second time)."""
+    def apply(self, spec: OnboardingSpec, *, reset_password: bool = False) -> ApplyResult:
+        """Make the cloud match the spec; returns the plan that was carried out (empty the second time).
+
+        The agency user's password is returned (ApplyResult.credential) only when this apply set it: a new
+        user, or `reset_password` (for a caller that no longer holds it; the user's old password stops working).
+        """
         plan = self.plan(spec)
-        credential = self._call(f"apply {spec.project_name}", lambda: self._apply(spec))
+        user_existed = not any(c.resource == "user" and c.action == "create" for c in plan.changes)
+        # Survives the retries of _apply: a retry after a transient failure finds the user it already made.
+        issued: list[AgencyCredential] = []
+        self._call(f"apply {spec.project_name}",
+                   lambda: self._apply(spec, issued, reset_password=reset_password or not user_existed))
         observed = self.observe(spec)
         if observed.project_id is None or observed.network_id is None:
             raise CloudError(f"apply {spec.project_name}: the project or network is missing after apply")
+        credential = issued[0] if issued else None
+        if credential is not None and user_existed:
+            plan = replace(plan, changes=(*plan.changes, domain.Change(
+                "update", "user", spec.user_name, (("password", "(hidden)", "(new)"),))))
         return ApplyResult(plan=plan, project_id=observed.project_id, network_id=observed.network_id,
                            credential=credential)
 
-    def _apply(self, spec: OnboardingSpec) -> AgencyCredential | None:
+    def _apply(self, spec: OnboardingSpec, issued: list[AgencyCredential], *, reset_password: bool) -> None:
         """Find-or-create each resource in dependency order (safe to repeat after a transient failure)."""
         conn = self._conn
         identity, network_api = conn.identity, conn.network
-        project = identity.find_project(spec.project_name, domain_id="default") or identity.create_project(
-            name=spec.project_name, domain_id="default",
+        project = identity.find_project(spec.project_name, domain_id=DOMAIN_ID) or identity.create_project(
+            name=spec.project_name, domain_id=DOMAIN_ID,
             description=f"Agency {spec.agency_code} (managed by the control plane)")
-        credential = None
-        user = identity.find_user(spec.user_name, domain_id="default")
-        if user is None:
+        user = identity.find_user(spec.user_name, domain_id=DOMAIN_ID)
+        if user is None or (reset_password and not issued):
+            # A user this apply found missing but that exists now was made by an attempt whose answer was
+            # lost: its password is unknown, so it is set again (reset_password is true then).
             password = secrets.token_urlsafe(24)
-            user = identity.create_user(name=spec.user_name, password=password, domain_id="default",
-                                        default_project_id=project.id, description=f"Agency {spec.agency_code}")
-            credential = AgencyCredential(user_name=spec.user_name, password=password, project_id=project.id)
+            if user is None:
+                user = identity.create_user(name=spec.user_name, password=password, domain_id=DOMAIN_ID,
+                                            default_project_id=project.id, description=f"Agency {spec.agency_code}")
+            else:
+                user = identity.update_user(user, password=password)
+            issued.append(AgencyCredential(user_name=spec.user_name, password=password, project_id=project.id))
         role = identity.find_role(MEMBER_ROLE)
         if not identity.validate_user_has_project_role(project, user, role):
             identity.assign_project_role_to_user(project, user, role)
@@ -236,13 +259,11 @@ class CloudGateway:
             group = network_api.create_security_group(
                 name=spec.security_group_name, project_id=project.id,
                 description="Ingress the control plane allows; everything else is denied")
-        present = {
-            IngressRule(r.protocol, r.port_range_min, r.port_range_max, r.remote_ip_prefix or "0.0.0.0/0"): r
-            for r in network_api.security_group_rules(security_group_id=group.id, direction="ingress")
-        }
-        for rule, resource in present.items():
+        # Every ingress rule the spec does not name goes: the group denies all but what is declared.
+        present = _ingress_rules(conn, group.id)
+        for rule, rule_id in present.items():
             if rule not in spec.ingress:
-                network_api.delete_security_group_rule(resource, ignore_missing=True)
+                network_api.delete_security_group_rule(rule_id, ignore_missing=True)
         for rule in spec.ingress:
             if rule not in present:
                 network_api.create_security_group_rule(
@@ -260,7 +281,6 @@ class CloudGateway:
                 # Keypairs belong to a user: the agency's user, so that its servers can use it.
                 conn.compute.create_keypair(name=spec.keypair_name, public_key=spec.public_key.strip(),
                                             user_id=user.id)
-        return credential
 
     def offboard(self, spec: OnboardingSpec, *, timeout: float = 120) -> None:
         """Remove everything onboarding made for the agency, servers of its project first (idempotent)."""
@@ -269,8 +289,8 @@ class CloudGateway:
     def _offboard(self, spec: OnboardingSpec, timeout: float) -> None:
         conn = self._conn
         identity, network_api = conn.identity, conn.network
-        project = identity.find_project(spec.project_name, domain_id="default")
-        user = identity.find_user(spec.user_name, domain_id="default")
+        project = identity.find_project(spec.project_name, domain_id=DOMAIN_ID)
+        user = identity.find_user(spec.user_name, domain_id=DOMAIN_ID)
         if project is not None:
             for server in conn.compute.servers(all_projects=True, project_id=project.id):
                 self.delete_server(server.id, timeout=timeout)
@@ -295,8 +315,13 @@ class CloudGateway:
 
     # -- servers -----------------------------------------------------------------------------------------------
     def create_server(self, spec: ServerSpec, *, timeout: float = 300) -> ServerInfo:
-        """Create (or find, after a retry) the server owned by `spec.owner`, and wait until it is ACTIVE."""
-        what = f"create server {spec.name} for {spec.owner}"
+        """Create (or find, after a retry) the server owned by `spec.owner`, and wait until it is ACTIVE.
+
+        The server goes into this gateway's project. Where that project has an agency ingress group (see
+        domain.agency_group_name), the server gets that group only, not the project's `default` group.
+        """
+        project = self._call("authenticate", lambda: self._access().project_name)
+        what = f"create server {spec.name} for {spec.owner} in project {project}"
 
         def find_or_create() -> Any:
             # Look before every attempt: an attempt whose answer was lost may have created the server.
@@ -306,10 +331,14 @@ class CloudGateway:
             image = self._conn.image.find_image(spec.image, ignore_missing=False)
             flavor = self._conn.compute.find_flavor(spec.flavor, ignore_missing=False)
             network = self._conn.network.find_network(spec.network, ignore_missing=False)
-            key = {"key_name": spec.key_name} if spec.key_name else {}  # Nova refuses key_name null
+            extra: dict[str, Any] = {"key_name": spec.key_name} if spec.key_name else {}  # Nova refuses null
+            group = self._conn.network.find_security_group(domain.agency_group_name(project),
+                                                           project_id=self._access().project_id)
+            if group is not None:
+                extra["security_groups"] = [{"name": group.id}]  # Nova takes a group's id in "name"
             return self._conn.compute.create_server(
                 name=spec.name, image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
-                metadata={OWNER_KEY: spec.owner}, **key)
+                metadata={OWNER_KEY: spec.owner}, **extra)
 
         server = self._call(what, find_or_create)
         return self.wait_for_server(server.id, timeout=timeout)
@@ -325,7 +354,7 @@ class CloudGateway:
 
     def _is_admin(self) -> bool:
         """Admins list every project's servers (all_projects); an agency's user sees its own project only."""
-        return "admin" in self._conn.session.auth.get_access(self._conn.session).role_names
+        return "admin" in self._access().role_names
 
     def find_server(self, owner: str) -> ServerInfo | None:
         server = self._call(f"find server of {owner}", lambda: self._find_by_owner(owner))
@@ -339,7 +368,8 @@ class CloudGateway:
                 return _server_info(server)
             if server.status == "ERROR":
                 fault = (server.fault or {}).get("message", "no reason given")
-                raise CloudError(f"server {server.name} ({server_id}) went to ERROR: {fault}")
+                raise CloudError(f"server {server.name} ({server_id}) went to ERROR: {fault} (delete it before "
+                                 "creating it again: its owner still names it)")
             if time.monotonic() > deadline:
                 raise CloudTimeout(f"server {server.name} ({server_id}) is {server.status}, not {status}, "
                                    f"after {timeout:.0f} s")
@@ -382,7 +412,9 @@ class CloudGateway:
 
     def hypervisors(self) -> list[HypervisorCapacity]:
         def listing() -> list[HypervisorCapacity]:
-            response = self._conn.compute.get("/os-hypervisors/detail", microversion=HYPERVISOR_MICROVERSION)
+            # The base microversion: every Nova has it, and it still carries the vCPU and memory figures
+            # (2.88 dropped them).
+            response = self._conn.compute.get("/os-hypervisors/detail")
             sdk.raise_from_response(response)
             return [HypervisorCapacity(name=h["hypervisor_hostname"], vcpus=h["vcpus"], vcpus_used=h["vcpus_used"],
                                        memory_mb=h["memory_mb"], memory_mb_used=h["memory_mb_used"],
@@ -392,11 +424,26 @@ class CloudGateway:
         return self._call("list hypervisors", listing)
 
 
+def _ingress_rules(conn: Any, group_id: str) -> dict[IngressRule, str]:
+    """A group's ingress rules as the domain sees them, with their ids. Neutron stores "any address" and "any
+    protocol" as none; a rule allowing a group (not a range) never matches a declared rule, so apply removes it."""
+    def remote(rule: Any) -> str:
+        if rule.remote_ip_prefix:
+            return str(rule.remote_ip_prefix)
+        if rule.remote_group_id:
+            return f"group {rule.remote_group_id}"
+        return "::/0" if rule.ether_type == "IPv6" else "0.0.0.0/0"
+
+    return {IngressRule(rule.protocol or "any", rule.port_range_min, rule.port_range_max, remote(rule)): rule.id
+            for rule in conn.network.security_group_rules(security_group_id=group_id, direction="ingress")}
+
+
 def _server_info(server: Any) -> ServerInfo:
     addresses = tuple(entry["addr"] for entries in (server.addresses or {}).values() for entry in entries)
     flavor = server.flavor
     flavor_name = (flavor.get("original_name") or flavor.get("name") or "") if isinstance(flavor, dict) else (
         getattr(flavor, "original_name", None) or getattr(flavor, "name", None) or "")
+    groups = tuple(sorted({g["name"] for g in server.security_groups or () if g.get("name")}))
     return ServerInfo(id=server.id, name=server.name, status=server.status,
                       owner=(server.metadata or {}).get(OWNER_KEY), project_id=server.project_id,
-                      addresses=addresses, flavor=flavor_name)
+                      addresses=addresses, flavor=flavor_name, security_groups=groups)

@@ -107,6 +107,7 @@ class PlanRead(BaseModel):
     summary: str
     is_noop: bool
     changes: list[ChangeRead]
+    skipped: list[str] = Field(default=[], description="what the spec asks for but this cloud cannot do, and why")
     planned_at: datetime | None = None
 
 

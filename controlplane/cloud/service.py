@@ -274,6 +274,7 @@ def plan_document(plan: domain.Plan) -> dict[str, Any]:
                         for f, old, new in c.fields]}
             for c in plan.changes
         ],
+        "skipped": list(plan.skipped),
     }
 
 
@@ -283,6 +284,7 @@ def plan_read(document: Mapping[str, Any], *, agency: str, cloud: str, at: datet
         changes=[ChangeRead(action=c["action"], resource=c["resource"], name=c["name"],
                             fields=[FieldChangeRead.model_validate(f) for f in c.get("fields", [])])
                  for c in document.get("changes", [])],
+        skipped=document.get("skipped", []),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,7 +19,7 @@ from controlplane.cloud.errors import (
     CloudUnavailable,
     QuotaExceeded,
 )
-from controlplane.cloud.gateway import _is_transient, _translate
+from controlplane.cloud.gateway import CloudGateway, RetryPolicy, _is_transient, _translate
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNb0ElLk4j5+2a0L8z3BhqJ5O9Zp6bq1XlWw4v1mXfA ops@example"
 SSH = IngressRule("tcp", 22, 22, "10.0.0.0/8")
@@ -36,8 +37,11 @@ def _matching(**overrides: object) -> ObservedState:
 
 
 def test_names_derive_from_the_agency_code() -> None:
-    assert (SPEC.project_name, SPEC.network_name, SPEC.user_name, SPEC.keypair_name) == (
-        "agency-mois", "agency-mois-net", "agency-mois-svc", "agency-mois-key")
+    assert (SPEC.project_name, SPEC.network_name, SPEC.subnet_name, SPEC.router_name, SPEC.security_group_name,
+            SPEC.user_name, SPEC.keypair_name) == (
+        "agency-mois", "agency-mois-net", "agency-mois-subnet", "agency-mois-router", "agency-mois-ingress",
+        "agency-mois-svc", "agency-mois-key")
+    assert domain.agency_group_name(SPEC.project_name) == SPEC.security_group_name
     assert SPEC.gateway_ip == "10.81.3.1"
 
 
@@ -74,7 +78,16 @@ def test_nothing_there_plans_every_create() -> None:
         ("create", "security_group"), ("create", "security_group_rule"), ("create", "security_group_rule"),
         ("create", "keypair"),
     ]
-    assert plan.summary() == "11 to create, 1 to update, 0 to delete"
+    assert plan.summary() == "11 to create, 1 to update, 0 to delete, 1 skipped"
+
+
+def test_without_a_volume_service_the_volume_quota_is_skipped_not_planned_forever() -> None:
+    plan = domain.diff(SPEC, _matching())
+    assert plan.is_noop and plan.skipped == ("quota agency-mois volumes: the cloud has no block-storage service",)
+    assert plan.summary() == "0 to create, 0 to update, 0 to delete, 1 skipped"
+    with_volumes = domain.diff(SPEC, _matching(volumes_supported=True, quotas=Quotas(10, 20, 40960, 10)))
+    assert with_volumes.is_noop and with_volumes.skipped == ()
+    assert with_volumes.summary() == "0 to create, 0 to update, 0 to delete"
 
 
 def test_matching_state_is_a_no_op_and_the_key_comment_does_not_matter() -> None:
@@ -138,6 +151,9 @@ def test_static_inventory_lists_servers_with_an_address() -> None:
     (sdk.ConflictException("Port is in use"), CloudConflict),
     (sdk.HttpException("Quota exceeded for instances: Requested 1, but already used 1 of 1 instances",
                        http_status=403), QuotaExceeded),
+    (sdk.HttpException("Quota exceeded for resources: ['network'].", http_status=409), QuotaExceeded),
+    (sdk.HttpException("VolumeLimitExceeded: Maximum number of volumes allowed (10) exceeded for quota 'volumes'.",
+                       http_status=413), QuotaExceeded),
     (sdk.ResourceTimeout("Timeout waiting for the server"), CloudTimeout),
     (sdk.HttpException("Service Unavailable", http_status=503), CloudUnavailable),
     (ksa.ConnectFailure("Unable to establish connection"), CloudUnavailable),
@@ -155,3 +171,48 @@ def test_only_connection_failures_and_gateway_errors_are_retried() -> None:
     assert not _is_transient(sdk.HttpException("Internal Server Error", http_status=500))
     assert not _is_transient(sdk.HttpException("Quota exceeded", http_status=403))
     assert not _is_transient(sdk.NotFoundException("gone"))
+
+
+class _Flaky:
+    """A cloud call that fails with `errors` first, then answers."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "answer"
+
+
+def _gateway(budget: float) -> CloudGateway:
+    # The retry loop never touches the connection.
+    return CloudGateway(object(), retry=RetryPolicy(budget_seconds=budget, initial_delay=0.01, max_delay=0.02))
+
+
+def test_transient_failures_are_retried_until_an_answer() -> None:
+    call = _Flaky(ksa.ConnectFailure("refused"), sdk.HttpException("Service Unavailable", http_status=503))
+    assert _gateway(5)._call("list servers", call) == "answer"
+    assert call.calls == 3
+
+
+def test_other_failures_are_raised_at_once_as_the_control_planes_errors() -> None:
+    call = _Flaky(sdk.HttpException("Quota exceeded for instances: Requested 1, but already used 1 of 1 instances",
+                                    http_status=403))
+    with pytest.raises(QuotaExceeded) as raised:
+        _gateway(5)._call("create server web-1 in project agency-mois", call)
+    assert call.calls == 1
+    assert raised.value.message.startswith("create server web-1 in project agency-mois: quota exceeded")
+    assert "instances" in raised.value.message
+
+
+def test_a_cloud_down_longer_than_the_budget_is_unavailable() -> None:
+    call = _Flaky(*[ksa.ConnectFailure("refused")] * 1000)
+    started = time.monotonic()
+    with pytest.raises(CloudUnavailable) as raised:
+        _gateway(0.2)._call("list servers", call)
+    assert time.monotonic() - started < 1 and 2 < call.calls < 1000
+    assert raised.value.message == "list servers: the cloud did not answer (ConnectFailure)"
+    assert isinstance(raised.value.__cause__, ksa.ConnectFailure)
