@@ -14,13 +14,15 @@ from sqlalchemy import text
 
 from controlplane import __version__
 from controlplane.auth.router import router as auth_router
+from controlplane.automation import flows as job_flows
+from controlplane.automation.router import router as jobs_router
 from controlplane.clock import Clock
 from controlplane.cloud import flows as cloud_flows
 from controlplane.cloud.router import router as cloud_router
 from controlplane.compliance.router import open_data as open_data_router
 from controlplane.compliance.router import router as compliance_router
 from controlplane.config import Settings
-from controlplane.context import AppContext, CloudPort
+from controlplane.context import AppContext, CheckPort, CloudPort, RunnerPort
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.errors import install_error_handlers
 from controlplane.monitoring.metrics import Metrics
@@ -32,15 +34,17 @@ OPERATIONS_GRACE_SECONDS = 10.0
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, cloud_gateway: CloudPort | None = None
+    settings: Settings | None = None, *, clock: Clock | None = None, cloud_gateway: CloudPort | None = None,
+    playbook_runner: RunnerPort | None = None, check_runner: CheckPort | None = None,
 ) -> FastAPI:
-    """The app. `cloud_gateway` replaces the connection to the configured cloud (tests and tools)."""
+    """The app. `cloud_gateway`, `playbook_runner` and `check_runner` replace the real adapters (tests, tools)."""
     settings = settings or Settings()
     engine = make_engine(settings.effective_database_url)
     ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine), clock=clock or Clock(),
                      metrics=Metrics())
     if cloud_gateway is not None:
         ctx.cloud.inject(cloud_gateway)
+    ctx.automation.inject(runner=playbook_runner, checks=check_runner)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +52,10 @@ def create_app(
             cloud_flows.recover_interrupted(ctx)
         except Exception:  # e.g. a database not migrated yet: the app still starts and says so
             log.exception("looking for interrupted cloud operations failed")
+        try:
+            job_flows.recover_interrupted(ctx)
+        except Exception:
+            log.exception("looking for interrupted jobs failed")
         refreshers = [
             PeriodicRefresher(ctx, settings.metrics_refresh_seconds),
             PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=refresh_cloud_figures, name="cloud-refresh"),
@@ -64,6 +72,11 @@ def create_app(
                 cloud_flows.mark_cancelled(ctx, cancelled)
             except Exception:
                 log.exception("recording the cloud operations dropped at shutdown failed")
+            dropped = ctx.automation.executor.shutdown(grace=OPERATIONS_GRACE_SECONDS)
+            try:
+                job_flows.mark_dropped(ctx, dropped)
+            except Exception:
+                log.exception("recording the jobs dropped at shutdown failed")
             ctx.cloud.close()
             engine.dispose()
 
@@ -100,6 +113,7 @@ def create_app(
     app.include_router(compliance_router)
     app.include_router(open_data_router)
     app.include_router(cloud_router)
+    app.include_router(jobs_router)
     mount_web(app)
     return app
 

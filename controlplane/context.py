@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
@@ -21,6 +21,9 @@ from controlplane.clock import Clock
 from controlplane.config import Settings
 
 if TYPE_CHECKING:
+    from controlplane.automation.domain import CheckResult, JobEvent
+    from controlplane.automation.runner import PlaybookJob, RunResult
+    from controlplane.automation.verify import CheckRun
     from controlplane.cloud.domain import (
         ApplyResult,
         HypervisorCapacity,
@@ -212,6 +215,72 @@ class OperationExecutor:
         return cancelled
 
 
+class RunnerPort(Protocol):
+    """controlplane.automation.runner.PlaybookRunner as the jobs use it."""
+
+    def run(self, job: PlaybookJob, *, on_event: Callable[[JobEvent], None] | None = None,
+            cancel: threading.Event | None = None) -> RunResult: ...
+
+
+class CheckPort(Protocol):
+    """controlplane.automation.verify.CheckRunner as the jobs use it."""
+
+    def run(self, request: CheckRun, *, cancel: threading.Event | None = None,
+            secrets: Iterable[str] = ()) -> list[CheckResult]: ...
+
+
+class Automation:
+    """The app's way to run playbooks and checks (built on first use; tests inject their own), the executor of
+    jobs, and the cancel signals of the jobs running in this process."""
+
+    def __init__(self) -> None:
+        self._runner: RunnerPort | None = None
+        self._checks: CheckPort | None = None
+        self.executor = OperationExecutor(workers=2, max_pending=32, name="automation-jobs")
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def inject(self, *, runner: RunnerPort | None = None, checks: CheckPort | None = None) -> None:
+        self._runner = runner or self._runner
+        self._checks = checks or self._checks
+
+    @property
+    def runner(self) -> RunnerPort:
+        if self._runner is None:
+            from controlplane.automation.runner import PlaybookRunner
+
+            self._runner = PlaybookRunner()
+        return self._runner
+
+    @property
+    def checks(self) -> CheckPort:
+        if self._checks is None:
+            from controlplane.automation.verify import CheckRunner
+
+            self._checks = CheckRunner()
+        return self._checks
+
+    @contextmanager
+    def cancel_signal(self, job_id: str) -> Iterator[threading.Event]:
+        """The event that stops the job while it runs here (set by `cancel`)."""
+        signal = threading.Event()
+        with self._lock:
+            self._cancels[job_id] = signal
+        try:
+            yield signal
+        finally:
+            with self._lock:
+                self._cancels.pop(job_id, None)
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a job running in this process now; False when it does not run here."""
+        with self._lock:
+            signal = self._cancels.get(job_id)
+        if signal is not None:
+            signal.set()
+        return signal is not None
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -221,7 +290,9 @@ class AppContext:
     metrics: Metrics = field(repr=False)
     cloud: CloudAccess = field(init=False, repr=False)
     operations: OperationExecutor = field(init=False, repr=False)
+    automation: Automation = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.cloud = CloudAccess(self.settings)
         self.operations = OperationExecutor(name="cloud-operations")
+        self.automation = Automation()

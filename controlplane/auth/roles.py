@@ -26,18 +26,24 @@ class Permission(StrEnum):
     SESSIONS_WRITE = "sessions:write"
     CLOUD_READ = "cloud:read"
     CLOUD_WRITE = "cloud:write"
+    JOBS_READ = "jobs:read"
+    JOBS_RUN = "jobs:run"
+    CREDENTIALS_WRITE = "credentials:write"
 
 
 _READ_ALL = {Permission.AGENCIES_READ, Permission.COMPLIANCE_READ}
 
-# Cloud: operators onboard agencies; auditors read everything; a ministry reads its own agency's tenancy only
-# (its reach is checked per agency by the cloud service); secretariats have nothing to do with it.
+# Cloud and jobs: operators onboard agencies, keep the SSH credentials and run playbooks; auditors read
+# everything; a ministry reads its own agency's tenancy and jobs only (its reach is checked per agency by the
+# services); secretariats have nothing to do with either.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.OPERATOR: frozenset(_READ_ALL | {Permission.CLOUD_READ, Permission.CLOUD_WRITE}),
+    Role.OPERATOR: frozenset(_READ_ALL | {Permission.CLOUD_READ, Permission.CLOUD_WRITE, Permission.JOBS_READ,
+                                          Permission.JOBS_RUN, Permission.CREDENTIALS_WRITE}),
     Role.SECRETARIAT: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
-    Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE, Permission.CLOUD_READ}),
-    Role.AUDITOR: frozenset(_READ_ALL | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CLOUD_READ}),
+    Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE, Permission.CLOUD_READ, Permission.JOBS_READ}),
+    Role.AUDITOR: frozenset(_READ_ALL | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CLOUD_READ,
+                                         Permission.JOBS_READ}),
 }
 
 # Roles whose reach is limited to their own agency.

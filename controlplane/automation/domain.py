@@ -5,8 +5,9 @@ Standard library only; controlplane.automation.runner feeds it ansible-runner's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -132,3 +133,141 @@ def host_stats(events: Iterable[JobEvent]) -> dict[str, HostStats]:
         counts[event.kind] += 1
         counts["changed"] += int(event.changed)
     return {host: HostStats(**counts) for host, counts in sorted(totals.items())}
+
+
+# -- jobs as the control plane requests them -------------------------------------------------------------------------
+
+# The playbooks a job may run, and the roles in the order site.yml and migrate_system.yml apply them.
+PLAYBOOKS = ("site.yml", "migrate_system.yml", "verify.yml")
+ROLES = ("base", "postgresql", "data_migration", "tomcat", "nginx", "app_deploy")
+_INVENTORY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Connection settings are the control plane's: a variable such as ansible_ssh_common_args (ProxyCommand) or
+# ansible_connection=local would run commands on the control plane's own machine.
+_RESERVED_PREFIXES = ("ansible_", "check_")
+# Extra variables are stored and shown: a name like these belongs in the job's secrets.
+_SECRET_HINTS = ("password", "secret", "token", "private_key")
+
+
+class JobSpecError(ValueError):
+    """A job request that cannot run as given; `field` names the offending input."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class JobHost:
+    name: str  # the inventory hostname
+    address: str  # what SSH connects to
+    groups: tuple[str, ...] = ()  # role groups (see ROLES); every host also gets base
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+def check_variables(values: Mapping[str, Any], where: str, *, secret: bool = False) -> None:
+    """Variable names a job may set: identifiers, none of Ansible's connection settings, and secret-looking ones
+    only among the secrets."""
+    for name in values:
+        if not _VARIABLE.fullmatch(name):
+            raise JobSpecError(f"{where}.{name}", "not a valid variable name (letters, digits and '_')")
+        if name.startswith(_RESERVED_PREFIXES):
+            raise JobSpecError(f"{where}.{name}", "connection and check settings are set by the control plane")
+        if not secret and any(hint in name.lower() for hint in _SECRET_HINTS):
+            raise JobSpecError(f"{where}.{name}", "looks like a secret: pass it in secrets (never stored in clear)")
+
+
+def validate_job(playbook: str, hosts: Sequence[JobHost], extravars: Mapping[str, Any],
+                 secret_names: Iterable[str]) -> None:
+    """Everything about a job request that can be judged without the database or the hosts."""
+    if playbook not in PLAYBOOKS:
+        raise JobSpecError("playbook", f"unknown playbook {playbook!r}; one of {', '.join(PLAYBOOKS)}")
+    if not hosts:
+        raise JobSpecError("hosts", "at least one host is needed")
+    seen: set[str] = set()
+    for index, host in enumerate(hosts):
+        where = f"hosts.{index}"
+        if not _INVENTORY_NAME.fullmatch(host.name):
+            raise JobSpecError(f"{where}.name", "1-63 letters, digits, '.', '_' or '-', first a letter or digit")
+        if host.name in seen:
+            raise JobSpecError(f"{where}.name", f"host {host.name!r} is listed twice")
+        seen.add(host.name)
+        if not _INVENTORY_NAME.fullmatch(host.address):
+            raise JobSpecError(f"{where}.address", "an IP address or host name")
+        unknown = [group for group in host.groups if group not in ROLES]
+        if unknown:
+            raise JobSpecError(f"{where}.groups", f"unknown group {unknown[0]!r}; groups are the roles "
+                                                  f"{', '.join(ROLES)}")
+        check_variables(host.vars, f"{where}.vars")
+    check_variables(extravars, "extravars")
+    secrets = list(secret_names)
+    check_variables(dict.fromkeys(secrets), "secrets", secret=True)
+    clash = sorted(set(secrets) & set(extravars))
+    if clash:
+        raise JobSpecError(f"secrets.{clash[0]}", "also given in extravars; give it once, as a secret")
+    steps = extravars.get("migration_steps")
+    if steps is not None and (not isinstance(steps, list) or any(step not in ROLES for step in steps)):
+        raise JobSpecError("extravars.migration_steps", f"a list of roles out of {', '.join(ROLES)}")
+
+
+def roles_of(playbook: str, host: JobHost, extravars: Mapping[str, Any]) -> tuple[str, ...]:
+    """The roles the playbook applies to (or, for verify.yml, checks on) the host, in the order it applies them."""
+    groups = {"base", *host.groups}
+    steps = set(extravars.get("migration_steps") or ROLES) if playbook == "migrate_system.yml" else set(ROLES)
+    return tuple(role for role in ROLES if role in groups and role in steps)
+
+
+def inventory(hosts: Iterable[JobHost], *, user: str) -> dict[str, Any]:
+    """The job's inventory: every host under `all` with its address and variables, and in its role groups."""
+    hosts = list(hosts)
+    children: dict[str, Any] = {group: {"hosts": {h.name: {} for h in hosts if group in h.groups}}
+                                for group in ROLES[1:] if any(group in h.groups for h in hosts)}
+    return {"all": {
+        "hosts": {h.name: {**h.vars, "ansible_host": h.address, "ansible_user": user} for h in hosts},
+        "children": children,
+    }}
+
+
+def check_vars(playbook: str, hosts: Iterable[JobHost], extravars: Mapping[str, Any]) -> dict[str, Any]:
+    """What the testinfra checks read (playbooks/checks/conftest.py): the job's variables, and per host address its
+    own variables and the roles to check. Never the secrets: the checks do not need them."""
+    return {"vars": dict(extravars),
+            "hosts": {h.address: {**h.vars, "check_roles": list(roles_of(playbook, h, extravars))} for h in hosts}}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    host: str  # the host's address, as the checks saw it
+    role: str | None
+    check: str
+    outcome: str  # passed | failed | skipped
+    duration: float
+    message: str
+
+
+def checks_from_evidence(document: Mapping[str, Any], secrets: Iterable[str] = ()) -> list[CheckResult]:
+    """The per-host results of an evidence file (playbooks/checks/conftest.py --evidence), messages redacted."""
+    secrets = list(secrets)
+    return [CheckResult(host=address, role=check.get("role"), check=str(check.get("check", "")),
+                        outcome=str(check.get("outcome", "failed")), duration=float(check.get("duration") or 0),
+                        message=redact(str(check.get("message") or ""), secrets))
+            for address, entry in sorted((document.get("hosts") or {}).items())
+            for check in entry.get("checks", [])]
+
+
+def verification_outcome(results: Sequence[CheckResult], names: Mapping[str, str]) -> Outcome:
+    """A job whose checks all passed stays successful; one failed check fails it, naming the check and host.
+
+    `names` maps host addresses to inventory names, so the explanation reads like the playbook's own."""
+    failed = [r for r in results if r.outcome == "failed"]
+    if not results:
+        return Outcome(JobStatus.FAILED, "verification ran no check")
+    if not failed:
+        return Outcome(JobStatus.SUCCESSFUL, "")
+    first = failed[0]
+    role = f" of role {first.role}" if first.role else ""
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    reason = f": {first.message}" if first.message else ""
+    return Outcome(JobStatus.FAILED,
+                   f"check {first.check}{role} failed on {names.get(first.host, first.host)}{reason}{more}")

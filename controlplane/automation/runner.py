@@ -66,6 +66,10 @@ class PlaybookJob:
     private_key: str | None = field(default=None, repr=False)  # SSH private key for the hosts
     timeout_seconds: float | None = None
     limit: str | None = None
+    # Host keys in known_hosts form: None leaves SSH host key checking to ansible.cfg and the inventory; a text
+    # (even empty) makes the job check keys against a known_hosts file of its own, where keys it meets for the
+    # first time are added (trust on first use, per job) and returned in RunResult.known_hosts.
+    known_hosts: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class RunResult:
     outcome: Outcome
     rc: int | None
     events: tuple[JobEvent, ...]
+    known_hosts: str | None = field(default=None, repr=False)  # the job's known_hosts after the run
 
 
 class PlaybookRunner:
@@ -100,6 +105,13 @@ class PlaybookRunner:
             private = Path(tempfile.mkdtemp(prefix="cp-job-", dir=self.work_dir))  # mkdtemp: mode 0700
             try:
                 secrets_file = self._write_private(private, job)
+                envvars = self._environment()
+                known_hosts = private / "known_hosts"
+                if job.known_hosts is not None:
+                    _write_0600(known_hosts, job.known_hosts)
+                    checking = "yes" if job.known_hosts.strip() else "accept-new"
+                    envvars["ANSIBLE_SSH_COMMON_ARGS"] = (f"-o UserKnownHostsFile={known_hosts} "
+                                                          f"-o StrictHostKeyChecking={checking}")
                 result = ansible_runner.run(
                     private_data_dir=str(private),
                     project_dir=str(self.playbooks),
@@ -108,7 +120,7 @@ class PlaybookRunner:
                     extravars=dict(job.extravars),
                     cmdline=f"-e @{secrets_file}" if secrets_file else None,
                     ssh_key=job.private_key,
-                    envvars=self._environment(),
+                    envvars=envvars,
                     settings={"job_timeout": int(job.timeout_seconds) if job.timeout_seconds else 0,
                               "suppress_ansible_output": True},
                     limit=job.limit,
@@ -120,7 +132,8 @@ class PlaybookRunner:
                     rotate_artifacts=1,
                 )
                 outcome = job_outcome(result.status, result.rc, timeout_seconds=job.timeout_seconds, failures=events)
-                return RunResult(outcome, result.rc, tuple(events))
+                learned = known_hosts.read_text() if job.known_hosts is not None else None
+                return RunResult(outcome, result.rc, tuple(events), learned)
             finally:
                 shutil.rmtree(private, ignore_errors=True)
 

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 import controlplane.auth.models
+import controlplane.automation.models
 import controlplane.cloud.models
 import controlplane.compliance.models  # noqa: F401  (register the tables on Base.metadata)
 from controlplane.config import Settings

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane.automation.metrics import JobMetrics
 from controlplane.cloud.metrics import CloudCollector
 
 
@@ -82,3 +83,4 @@ class Metrics:
         self.registry.register(self.compliance)
         self.cloud = CloudCollector()
         self.registry.register(self.cloud)
+        self.jobs = JobMetrics(self.registry)

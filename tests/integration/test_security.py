@@ -209,11 +209,13 @@ def test_read_only_roles_are_refused_every_write(client, admin, login, sessions,
 
 @pytest.mark.parametrize("role", ["auditor", "operator"])
 def test_read_only_roles_are_refused_on_every_mutating_route(client, admin, login, role):
-    """The auditor writes nothing; the operator writes only on the cloud (onboarding), nothing else."""
+    """The auditor writes nothing; the operator writes only on the cloud (onboarding) and runs jobs with its
+    credentials, nothing else."""
     headers = login(f"ro-{role}", role)
+    operators = ("/api/v1/cloud/", "/api/v1/jobs", "/api/v1/credentials/")
     mutating = [(m, t, p) for m, t, p in _api_routes(client.app)
                 if m in MUTATING and not _is_public(t) and not t.startswith("/api/v1/auth/")
-                and not (role == "operator" and t.startswith("/api/v1/cloud/"))]
+                and not (role == "operator" and t.startswith(operators))]
     assert len(mutating) >= 10
     for method, template, path in mutating:
         response = client.request(method, path, headers=headers)

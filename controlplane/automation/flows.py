@@ -1,0 +1,237 @@
+"""Jobs through the runner and check ports: requested by the API or the CLI, run in the app's job executor (or in
+the foreground by the CLI), every event stored as it happens.
+
+A job runs its playbook, then, when it succeeded and the job asks for it, the testinfra checks of the roles it
+applied; a failed check fails the job with the check's message. Cancel reaches a job running in this process at
+once, and one running in another process (the CLI cancelling a server's job, or the reverse) within a second,
+through the job's row. A process that starts fails the jobs a dead process left behind as interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from controlplane.auth import audit
+from controlplane.automation import domain, service
+from controlplane.automation.domain import JobStatus, Outcome
+from controlplane.automation.models import Job
+from controlplane.automation.runner import PlaybookJob
+from controlplane.automation.schemas import JobIn
+from controlplane.automation.verify import CheckRun, VerificationError
+from controlplane.cloud.flows import Busy, process_identity, runner_alive, secret_box
+from controlplane.context import AppContext
+from controlplane.db import transaction
+
+log = logging.getLogger(__name__)
+CANCEL_POLL_SECONDS = 1.0
+
+
+def recover_interrupted(ctx: AppContext) -> list[str]:
+    """At start: fail the jobs whose process died (the lifespan calls this once)."""
+    with transaction(ctx.sessions) as session:
+        ids = service.interrupt_orphans(session, clock=ctx.clock, alive=runner_alive)
+    for job_id in ids:
+        log.warning("job %s was interrupted (its process is gone); marked failed", job_id)
+    return ids
+
+
+def request_job(session: Session, *, ctx: AppContext, actor: audit.Actor, data: JobIn) -> Job:
+    """Record a pending job (the caller submits it once its transaction has committed)."""
+    if not ctx.automation.executor.accepting:
+        raise Busy("the server is not accepting jobs now (shutting down or at its limit of queued jobs); "
+                   "try again shortly")
+    return service.request_job(session, clock=ctx.clock, actor=actor, box=secret_box(ctx), data=data,
+                               runner=process_identity())
+
+
+def submit_job(ctx: AppContext, *, job_id: str) -> None:
+    """Hand a committed, pending job to the executor; a refusal fails the job at once."""
+    def work() -> None:
+        run_job(ctx, job_id=job_id)
+
+    if ctx.automation.executor.submit(job_id, work):
+        return
+    with transaction(ctx.sessions) as session:
+        job = service.fail_job(session, clock=ctx.clock, job_id=job_id,
+                               explanation="the server could not queue this job (shutting down or busy); run it again")
+        playbook = job.playbook if job else "unknown"
+    ctx.metrics.jobs.job_finished(playbook, JobStatus.FAILED.value, None)
+
+
+def mark_dropped(ctx: AppContext, job_ids: list[str]) -> None:
+    """Jobs dropped from the executor's queue at shutdown: they never started."""
+    with transaction(ctx.sessions) as session:
+        for job_id in job_ids:
+            service.fail_job(session, clock=ctx.clock, job_id=job_id,
+                             explanation="interrupted: the server stopped before this job started; run it again")
+
+
+def cancel_job(session: Session, *, ctx: AppContext, actor: audit.Actor, job_id: str) -> Job:
+    job = service.request_cancel(session, clock=ctx.clock, actor=actor, job_id=job_id)
+    ctx.automation.cancel(job_id)
+    return job
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What a started job needs, read from its row (secrets opened) inside the transaction that started it."""
+
+    playbook: str
+    hosts: list[domain.JobHost]
+    extravars: dict[str, object]
+    secrets: dict[str, str]
+    user: str
+    private_key: str
+    known_hosts: str
+    limit: str | None
+    timeout: int | None
+    verify: bool
+
+
+def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
+    """Run one pending job to its end: playbook, then checks. None when it was not pending any more."""
+    with transaction(ctx.sessions) as session:
+        job = service.begin_job(session, clock=ctx.clock, job_id=job_id, runner=process_identity())
+        if job is None:
+            return None
+        playbook = job.playbook
+    started = time.monotonic()
+    status = JobStatus.FAILED.value
+    ctx.metrics.jobs.running.inc()
+    try:
+        run = _load(ctx, job_id)
+        recorder = _EventRecorder(ctx, job_id, secrets=[*run.secrets.values(), run.private_key])
+        with ctx.automation.cancel_signal(job_id) as cancel, _watch_cancel(ctx, job_id, cancel):
+            result = ctx.automation.runner.run(PlaybookJob(
+                run.playbook, domain.inventory(run.hosts, user=run.user), extravars=run.extravars,
+                secrets=run.secrets, private_key=run.private_key, timeout_seconds=run.timeout, limit=run.limit,
+                known_hosts=run.known_hosts), on_event=recorder.add, cancel=cancel)
+            outcome, verification = result.outcome, None
+            checks: list[domain.CheckResult] = []
+            if run.verify and outcome.status is JobStatus.SUCCESSFUL:
+                outcome, checks, verification = _verify(ctx, run, result.known_hosts or run.known_hosts, cancel,
+                                                        recorder)
+        with transaction(ctx.sessions) as session:
+            done = service.complete_job(session, clock=ctx.clock, job_id=job_id, outcome=outcome, rc=result.rc,
+                                        stats=domain.host_stats(result.events), checks=checks,
+                                        verification=verification)
+        status = done.status
+        ctx.metrics.jobs.checked(checks)
+        log.info("job %s (%s) ended %s %s", job_id, playbook, status, done.explanation)
+        return done
+    except Exception as exc:
+        log.exception("job %s failed unexpectedly", job_id)
+        return _fail(ctx, job_id, f"unexpected error ({type(exc).__name__}); see the server log")
+    except BaseException:  # Ctrl-C in the CLI, or the process being stopped: say so, then stop
+        _fail(ctx, job_id, "interrupted while it ran; run it again (the roles are safe to repeat)")
+        raise
+    finally:
+        ctx.metrics.jobs.running.dec()
+        ctx.metrics.jobs.job_finished(playbook, status, time.monotonic() - started)
+
+
+def _load(ctx: AppContext, job_id: str) -> _Run:
+    box = secret_box(ctx)
+    with transaction(ctx.sessions) as session:
+        job = service.get_job(session, viewer="system", job_id=job_id)
+        return _Run(playbook=job.playbook, hosts=service.hosts_of(job), extravars=dict(job.extravars),
+                    secrets=service.secrets_of(job, box=box), user=job.credential.username,
+                    private_key=box.open(job.credential.private_key_sealed), known_hosts=job.credential.known_hosts,
+                    limit=job.limit, timeout=job.timeout_seconds, verify=job.verify)
+
+
+def _verify(ctx: AppContext, run: _Run, known_hosts: str, cancel: threading.Event,
+            recorder: _EventRecorder) -> tuple[Outcome, list[domain.CheckResult], dict[str, object]]:
+    roles = [role for role in domain.ROLES
+             if any(role in domain.roles_of(run.playbook, host, run.extravars) for host in run.hosts)]
+    names = {host.address: host.name for host in run.hosts}
+    recorder.note("verify", f"testinfra checks of {', '.join(roles)} on {len(run.hosts)} host(s)")
+    request = CheckRun(addresses=tuple(names), roles=tuple(roles),
+                       check_vars=domain.check_vars(run.playbook, run.hosts, run.extravars), user=run.user,
+                       private_key=run.private_key, known_hosts=known_hosts)
+    try:
+        results = ctx.automation.checks.run(request, cancel=cancel, secrets=run.secrets.values())
+    except VerificationError as exc:
+        if cancel.is_set():
+            return Outcome(JobStatus.CANCELED, "canceled on request during verification"), [], {
+                "passed": 0, "failed": 0, "skipped": 0, "error": str(exc)}
+        return Outcome(JobStatus.FAILED, f"verification could not run: {exc}"), [], {
+            "passed": 0, "failed": 0, "skipped": 0, "error": str(exc)}
+    for result in results:
+        recorder.check(result, names.get(result.host, result.host))
+    counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("passed", "failed", "skipped")}
+    return domain.verification_outcome(results, names), results, {**counts, "error": None}
+
+
+def _fail(ctx: AppContext, job_id: str, explanation: str) -> Job | None:
+    try:
+        with transaction(ctx.sessions) as session:
+            return service.fail_job(session, clock=ctx.clock, job_id=job_id, explanation=explanation)
+    except Exception:
+        log.exception("recording the failure of job %s failed", job_id)
+        return None
+
+
+class _EventRecorder:
+    """Stores each event in a transaction of its own as it comes, so that watchers see it at once."""
+
+    def __init__(self, ctx: AppContext, job_id: str, *, secrets: list[str]) -> None:
+        self._ctx, self._job_id, self._secrets = ctx, job_id, secrets
+        with transaction(ctx.sessions) as session:
+            self._seq = service.next_seq(session, job_id=job_id)
+
+    def add(self, event: domain.JobEvent) -> None:
+        self._seq = max(self._seq, event.seq)
+        with transaction(self._ctx.sessions) as session:
+            service.add_event(session, clock=self._ctx.clock, job_id=self._job_id, event=event)
+
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def note(self, kind: str, message: str) -> None:
+        self.add(domain.JobEvent(seq=self._next(), kind=kind, host=None, task=None, status=kind, changed=False,
+                                 duration=None, message=domain.redact(message, self._secrets)))
+
+    def check(self, result: domain.CheckResult, host: str) -> None:
+        self.add(domain.JobEvent(seq=self._next(), kind="check", host=host, task=f"{result.role}: {result.check}",
+                                 status=result.outcome, changed=False, duration=result.duration,
+                                 message=result.message))
+
+
+@contextmanager
+def _watch_cancel(ctx: AppContext, job_id: str, cancel: threading.Event) -> Iterator[None]:
+    """Sets `cancel` when the job's row asks for it (a cancel made through another process)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(CANCEL_POLL_SECONDS):
+            try:
+                with transaction(ctx.sessions) as session:
+                    if service.cancel_requested(session, job_id=job_id):
+                        cancel.set()
+                        return
+            except Exception:  # the next poll tries again
+                log.warning("reading the cancel flag of job %s failed", job_id, exc_info=True)
+
+    watcher = threading.Thread(target=watch, name=f"job-cancel-{job_id[:8]}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(CANCEL_POLL_SECONDS * 2)
+
+
+def job_detail(session: Session, *, viewer: audit.Actor, job_id: str) -> Mapping[str, object]:
+    """Everything a job page shows: the job, its events so far and its checks."""
+    job = service.get_job(session, viewer=viewer, job_id=job_id)
+    return {"job": service.job_read(job), "events": service.events(session, job_id=job_id),
+            "checks": service.checks(session, job_id=job_id)}

@@ -1,0 +1,149 @@
+"""HTTP routes of playbook jobs: SSH credentials, jobs (run, read, cancel), their events (JSON and Server-Sent
+Events) and their check evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from controlplane.auth.deps import Ctx, DbSession, require
+from controlplane.auth.roles import Permission, Principal
+from controlplane.automation import flows, service
+from controlplane.automation.domain import JobStatus
+from controlplane.automation.schemas import (
+    CredentialIn,
+    CredentialRead,
+    JobAccepted,
+    JobCheckRead,
+    JobEventRead,
+    JobIn,
+    JobRead,
+)
+from controlplane.context import AppContext
+from controlplane.db import transaction
+
+JobReader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
+JobRunner = Annotated[Principal, Depends(require(Permission.JOBS_RUN))]
+CredentialWriter = Annotated[Principal, Depends(require(Permission.CREDENTIALS_WRITE))]
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+STREAM_POLL_SECONDS = 0.5
+STREAM_KEEPALIVE_SECONDS = 15.0
+
+
+@router.get("/credentials", response_model=list[CredentialRead], summary="SSH credentials (never their keys)")
+def list_credentials(*, principal: JobReader, session: DbSession) -> list[CredentialRead]:
+    return [service.credential_read(c) for c in service.list_credentials(session)]
+
+
+@router.put("/credentials/{name}", response_model=CredentialRead,
+            summary="Create an SSH credential (201), or replace its key (200); the private key is stored sealed",
+            responses={201: {"model": CredentialRead, "description": "created"}})
+def put_credential(*, name: str, data: CredentialIn, response: Response, principal: CredentialWriter,
+                   session: DbSession, ctx: Ctx) -> CredentialRead:
+    credential, created = service.put_credential(session, clock=ctx.clock, actor=principal,
+                                                 box=flows.secret_box(ctx), name=name, data=data)
+    response.status_code = 201 if created else 200
+    return service.credential_read(credential)
+
+
+@router.delete("/credentials/{name}", status_code=204, response_class=Response,
+               summary="Delete a credential no job has used (409 otherwise)")
+def delete_credential(*, name: str, principal: CredentialWriter, session: DbSession, ctx: Ctx) -> Response:
+    service.delete_credential(session, clock=ctx.clock, actor=principal, name=name)
+    return Response(status_code=204)
+
+
+@router.post("/jobs", response_model=JobAccepted, status_code=202,
+             summary="Run a playbook on hosts in the background, then the roles' checks: 202 with the job")
+def run_job(*, data: JobIn, response: Response, background: BackgroundTasks, principal: JobRunner,
+            session: DbSession, ctx: Ctx) -> JobAccepted:
+    job = flows.request_job(session, ctx=ctx, actor=principal, data=data)
+    # Runs after the response, hence after this request's transaction committed the pending job.
+    background.add_task(flows.submit_job, ctx, job_id=job.id)
+    url = f"{router.prefix}/jobs/{job.id}"
+    response.headers["Location"] = url
+    return JobAccepted(job_id=job.id, status=JobStatus(job.status), url=url, events_url=f"{url}/events",
+                       stream_url=f"{url}/events/stream")
+
+
+@router.get("/jobs", response_model=list[JobRead], summary="Jobs, newest first")
+def list_jobs(*, principal: JobReader, session: DbSession, status: JobStatus | None = None,
+              agency: str | None = None, limit: int = Query(50, ge=1, le=500)) -> list[JobRead]:
+    return [service.job_read(j) for j in service.list_jobs(session, viewer=principal, status=status, agency=agency,
+                                                           limit=limit)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobRead, summary="A job: status, explanation, per-host totals")
+def get_job(*, job_id: str, principal: JobReader, session: DbSession) -> JobRead:
+    return service.job_read(service.get_job(session, viewer=principal, job_id=job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobRead, status_code=202,
+             summary="Stop a job: a pending one now, a running one within seconds (409 once it has ended)")
+def cancel_job(*, job_id: str, principal: JobRunner, session: DbSession, ctx: Ctx) -> JobRead:
+    return service.job_read(flows.cancel_job(session, ctx=ctx, actor=principal, job_id=job_id))
+
+
+@router.get("/jobs/{job_id}/events", response_model=list[JobEventRead],
+            summary="A job's events after `after` (its seq), in order")
+def job_events(*, job_id: str, principal: JobReader, session: DbSession, after: int = Query(0, ge=0),
+               limit: int = Query(1000, ge=1, le=5000)) -> list[JobEventRead]:
+    service.get_job(session, viewer=principal, job_id=job_id)
+    return service.events(session, job_id=job_id, after=after, limit=limit)
+
+
+@router.get("/jobs/{job_id}/checks", response_model=list[JobCheckRead],
+            summary="The job's evidence: every testinfra check per host")
+def job_checks(*, job_id: str, principal: JobReader, session: DbSession) -> list[JobCheckRead]:
+    service.get_job(session, viewer=principal, job_id=job_id)
+    return service.checks(session, job_id=job_id)
+
+
+@router.get("/jobs/{job_id}/events/stream", response_class=StreamingResponse,
+            summary="A job's events as Server-Sent Events (`job-event`, then one `end` with the outcome)",
+            responses={200: {"content": {"text/event-stream": {}}}})
+def stream_job_events(*, job_id: str, request: Request, principal: JobReader, session: DbSession, ctx: Ctx,
+                      after: int = Query(0, ge=0),
+                      last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
+    service.get_job(session, viewer=principal, job_id=job_id)  # 404 before the stream starts
+    return event_stream(ctx, request, job_id, after=last_event_id if last_event_id is not None else after)
+
+
+def event_stream(ctx: AppContext, request: Request, job_id: str, *, after: int) -> StreamingResponse:
+    """SSE of a job's events from `after` on, until the job has ended and every event was sent (also the pages')."""
+    return StreamingResponse(_events(ctx, request, job_id, after), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(ctx: AppContext, request: Request, job_id: str, after: int) -> AsyncIterator[str]:
+    def read(seq: int) -> tuple[list[JobEventRead], JobRead]:
+        with transaction(ctx.sessions) as session:
+            job = service.job_read(service.get_job(session, viewer="system", job_id=job_id))
+            return service.events(session, job_id=job_id, after=seq, limit=500), job
+
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    yield "retry: 2000\n\n"
+    while not await request.is_disconnected():
+        batch, job = await run_in_threadpool(read, after)
+        for event in batch:
+            after = event.seq
+            yield f"id: {event.seq}\nevent: job-event\ndata: {event.model_dump_json()}\n\n"
+        if batch:
+            quiet_since = loop.time()
+            continue
+        if job.status.finished:
+            end = {"status": job.status.value, "explanation": job.explanation}
+            yield f"event: end\ndata: {json.dumps(end)}\n\n"
+            return
+        if loop.time() - quiet_since > STREAM_KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            quiet_since = loop.time()
+        await asyncio.sleep(STREAM_POLL_SECONDS)

@@ -1,0 +1,122 @@
+"""Fakes of the automation adapters (the playbook runner and the check runner), for the code around them, and
+the fixtures that inject them. A test module imports what it uses:
+
+    from jobs_fakes import automation, ssh_private_key  # noqa: F401  (fixtures)
+
+(Not a conftest.py: a second module named conftest would shadow the root one for `from conftest import ...`.)
+
+They behave like the real ones at the port: events as a run goes, an outcome through the one mapping of
+controlplane.automation.domain, the cancel signal honoured, check results per host and role. The same flows against
+real hosts are in tests/cloud/test_jobs_devcloud.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.app import create_app
+from controlplane.automation.domain import CheckResult, JobEvent, job_outcome
+from controlplane.automation.runner import PlaybookJob, RunResult
+from controlplane.automation.verify import CheckRun, VerificationError
+from controlplane.clock import FixedClock
+from controlplane.config import Settings
+
+
+class FakeRunner:
+    """PlaybookRunner's port over no hosts: one play, one task, an ok (or the failure asked for) per host."""
+
+    def __init__(self) -> None:
+        self.jobs: list[PlaybookJob] = []
+        self.fail_host: str | None = None
+        self.gate: threading.Event | None = None  # when set up, a run waits here (or for its cancel)
+        self.started = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self, job: PlaybookJob, *, on_event: Callable[[JobEvent], None] | None = None,
+            cancel: threading.Event | None = None) -> RunResult:
+        self.jobs.append(job)
+        self.started.set()
+        if self.error is not None:
+            raise self.error
+        emit = on_event or (lambda _event: None)
+        events: list[JobEvent] = []
+
+        def add(event: JobEvent) -> None:
+            events.append(event)
+            emit(event)
+
+        add(JobEvent(1, "play", None, "site", "play", False, None, ""))
+        add(JobEvent(2, "task", None, "Install packages", "task", False, None, ""))
+        if self.gate is not None:
+            while not self.gate.wait(0.05):
+                if cancel is not None and cancel.is_set():
+                    return RunResult(job_outcome("canceled", 254, timeout_seconds=None), 254, tuple(events), "")
+        hosts = job.inventory["all"]["hosts"]
+        for number, name in enumerate(hosts, start=3):
+            failed = name == self.fail_host
+            add(JobEvent(number, "failed" if failed else "ok", name, "Install packages",
+                         "failed" if failed else "ok", not failed, 0.5,
+                         "No package matching 'tomcat11' is available" if failed else ""))
+        status = "failed" if self.fail_host in hosts else "successful"
+        outcome = job_outcome(status, 2 if status == "failed" else 0, timeout_seconds=job.timeout_seconds,
+                              failures=events)
+        learned = "".join(f"{h['ansible_host']} ssh-ed25519 AAAAfake\n" for h in hosts.values())
+        return RunResult(outcome, 0 if status == "successful" else 2, tuple(events), learned)
+
+
+class FakeChecks:
+    """CheckRunner's port: every requested role's one check passes on every host, but the failures asked for."""
+
+    def __init__(self) -> None:
+        self.requests: list[CheckRun] = []
+        self.failing: set[tuple[str, str]] = set()  # (address, role)
+        self.error: str | None = None
+
+    def run(self, request: CheckRun, *, cancel: threading.Event | None = None,
+            secrets: Iterable[str] = ()) -> list[CheckResult]:
+        self.requests.append(request)
+        if self.error:
+            raise VerificationError(self.error)
+        results = []
+        for address in request.addresses:
+            for role in request.check_vars["hosts"][address]["check_roles"]:
+                failed = (address, role) in self.failing
+                results.append(CheckResult(address, role, f"test_{role}_service_running",
+                                           "failed" if failed else "passed", 0.2,
+                                           f"AssertionError: {role} is not running" if failed else ""))
+        return results
+
+
+@dataclass
+class Automation:
+    client: TestClient
+    runner: FakeRunner
+    checks: FakeChecks
+    sessions: sessionmaker[Session]
+    wait: Callable[[], None] = field(repr=False)
+
+
+@pytest.fixture
+def automation(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session]) -> Iterator[Automation]:
+    runner, checks = FakeRunner(), FakeChecks()
+    app = create_app(settings, clock=clock, playbook_runner=runner, check_runner=checks)
+    with TestClient(app) as client:
+        def wait() -> None:
+            assert app.state.ctx.automation.executor.wait(timeout=20), "jobs did not finish"
+
+        yield Automation(client, runner, checks, sessions, wait)
+
+
+@pytest.fixture(scope="session")
+def ssh_private_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("keys") / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops@test", "-f", str(path)], check=True)
+    return path.read_text()
