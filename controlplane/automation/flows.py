@@ -115,13 +115,13 @@ def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
                 known_hosts=run.known_hosts), on_event=recorder.add, cancel=cancel)
             outcome, verification = result.outcome, None
             checks: list[domain.CheckResult] = []
+            stats = domain.host_stats(result.events)
             if run.verify and outcome.status is JobStatus.SUCCESSFUL:
-                outcome, checks, verification = _verify(ctx, run, result.known_hosts or run.known_hosts, cancel,
-                                                        recorder)
+                outcome, checks, verification = _verify(ctx, run, set(stats), result.known_hosts or run.known_hosts,
+                                                        cancel, recorder)
         with transaction(ctx.sessions) as session:
             done = service.complete_job(session, clock=ctx.clock, job_id=job_id, outcome=outcome, rc=result.rc,
-                                        stats=domain.host_stats(result.events), checks=checks,
-                                        verification=verification)
+                                        stats=stats, checks=checks, verification=verification)
         status = done.status
         ctx.metrics.jobs.checked(checks)
         log.info("job %s (%s) ended %s %s", job_id, playbook, status, done.explanation)
@@ -147,27 +147,35 @@ def _load(ctx: AppContext, job_id: str) -> _Run:
                     limit=job.limit, timeout=job.timeout_seconds, verify=job.verify)
 
 
-def _verify(ctx: AppContext, run: _Run, known_hosts: str, cancel: threading.Event,
+def _verify(ctx: AppContext, run: _Run, ran_on: set[str], known_hosts: str, cancel: threading.Event,
             recorder: _EventRecorder) -> tuple[Outcome, list[domain.CheckResult], dict[str, object]]:
+    """The checks of the roles the playbook applied, on the hosts it ran on (a `limit` leaves the others out)."""
+    hosts = [host for host in run.hosts if host.name in ran_on]
     roles = [role for role in domain.ROLES
-             if any(role in domain.roles_of(run.playbook, host, run.extravars) for host in run.hosts)]
-    names = {host.address: host.name for host in run.hosts}
-    recorder.note("verify", f"testinfra checks of {', '.join(roles)} on {len(run.hosts)} host(s)")
+             if any(role in domain.roles_of(run.playbook, host, run.extravars) for host in hosts)]
+    names = {host.address: host.name for host in hosts}
+    if not roles:
+        recorder.note("verify", "no role was applied: nothing to check")
+        return Outcome(JobStatus.SUCCESSFUL, ""), [], _counts([], error=None)
+    recorder.note("verify", f"testinfra checks of {', '.join(roles)} on {len(hosts)} host(s)")
     request = CheckRun(addresses=tuple(names), roles=tuple(roles),
-                       check_vars=domain.check_vars(run.playbook, run.hosts, run.extravars), user=run.user,
+                       check_vars=domain.check_vars(run.playbook, hosts, run.extravars), user=run.user,
                        private_key=run.private_key, known_hosts=known_hosts)
     try:
         results = ctx.automation.checks.run(request, cancel=cancel, secrets=run.secrets.values())
     except VerificationError as exc:
         if cancel.is_set():
-            return Outcome(JobStatus.CANCELED, "canceled on request during verification"), [], {
-                "passed": 0, "failed": 0, "skipped": 0, "error": str(exc)}
-        return Outcome(JobStatus.FAILED, f"verification could not run: {exc}"), [], {
-            "passed": 0, "failed": 0, "skipped": 0, "error": str(exc)}
+            return Outcome(JobStatus.CANCELED, "canceled on request during verification"), [], _counts(
+                [], error=str(exc))
+        return Outcome(JobStatus.FAILED, f"verification could not run: {exc}"), [], _counts([], error=str(exc))
     for result in results:
         recorder.check(result, names.get(result.host, result.host))
-    counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("passed", "failed", "skipped")}
-    return domain.verification_outcome(results, names), results, {**counts, "error": None}
+    return domain.verification_outcome(results, names), results, _counts(results, error=None)
+
+
+def _counts(results: list[domain.CheckResult], *, error: str | None) -> dict[str, object]:
+    return {**{outcome: sum(r.outcome == outcome for r in results) for outcome in ("passed", "failed", "skipped")},
+            "error": error}
 
 
 def _fail(ctx: AppContext, job_id: str, explanation: str) -> Job | None:

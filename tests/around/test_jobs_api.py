@@ -191,6 +191,23 @@ def test_migrate_system_checks_only_the_steps_it_applied(automation: Any, operat
     assert request.check_vars["hosts"]["10.78.0.12"]["check_roles"] == []
 
 
+def test_only_the_hosts_the_playbook_ran_on_are_checked(automation: Any, operator: dict[str, str]) -> None:
+    job = _run(automation, operator, limit="web-1")
+    assert job["status"] == "successful" and list(job["host_stats"]) == ["web-1"]
+    (request,) = automation.checks.requests
+    assert (request.addresses, request.roles) == (("10.78.0.11",), ("base", "nginx"))
+
+
+def test_a_migration_step_no_host_takes_has_nothing_to_check(automation: Any, operator: dict[str, str]) -> None:
+    job = _run(automation, operator, playbook="migrate_system.yml",
+               extravars={"migration_system": "moisweb", "migration_steps": ["tomcat"]})
+    assert (job["status"], job["verification"]) == ("successful", {"passed": 0, "failed": 0, "skipped": 0,
+                                                                  "error": None})
+    assert automation.checks.requests == []
+    events = automation.client.get(f"/api/v1/jobs/{job['id']}/events", headers=operator).json()
+    assert events[-1]["kind"] == "verify" and events[-1]["message"] == "no role was applied: nothing to check"
+
+
 def test_a_job_without_verification_runs_no_checks(automation: Any, operator: dict[str, str]) -> None:
     job = _run(automation, operator, verify=False)
     assert (job["status"], job["verification"]) == ("successful", None)
