@@ -194,7 +194,7 @@ def validate_job(playbook: str, hosts: Sequence[JobHost], extravars: Mapping[str
             raise JobSpecError(f"{where}.name", f"host {host.name!r} is listed twice")
         seen.add(host.name)
         if not _INVENTORY_NAME.fullmatch(host.address):
-            raise JobSpecError(f"{where}.address", "an IP address or host name")
+            raise JobSpecError(f"{where}.address", "an IPv4 address or a host name")
         unknown = [group for group in host.groups if group not in ROLES]
         if unknown:
             raise JobSpecError(f"{where}.groups", f"unknown group {unknown[0]!r}; groups are the roles "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -74,9 +74,13 @@ def mark_dropped(ctx: AppContext, job_ids: list[str]) -> None:
 
 
 def cancel_job(session: Session, *, ctx: AppContext, actor: audit.Actor, job_id: str) -> Job:
-    job = service.request_cancel(session, clock=ctx.clock, actor=actor, job_id=job_id)
+    """Record the cancel (the caller calls signal_cancel once its transaction has committed)."""
+    return service.request_cancel(session, clock=ctx.clock, actor=actor, job_id=job_id)
+
+
+def signal_cancel(ctx: AppContext, *, job_id: str) -> None:
+    """Stop the job now if it runs in this process; a job elsewhere reads its committed row within a second."""
     ctx.automation.cancel(job_id)
-    return job
 
 
 @dataclass(frozen=True)
@@ -237,9 +241,3 @@ def _watch_cancel(ctx: AppContext, job_id: str, cancel: threading.Event) -> Iter
         done.set()
         watcher.join(CANCEL_POLL_SECONDS * 2)
 
-
-def job_detail(session: Session, *, viewer: audit.Actor, job_id: str) -> Mapping[str, object]:
-    """Everything a job page shows: the job, its events so far and its checks."""
-    job = service.get_job(session, viewer=viewer, job_id=job_id)
-    return {"job": service.job_read(job), "events": service.events(session, job_id=job_id),
-            "checks": service.checks(session, job_id=job_id)}

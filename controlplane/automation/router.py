@@ -87,8 +87,11 @@ def get_job(*, job_id: str, principal: JobReader, session: DbSession) -> JobRead
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead, status_code=202,
              summary="Stop a job: a pending one now, a running one within seconds (409 once it has ended)")
-def cancel_job(*, job_id: str, principal: JobRunner, session: DbSession, ctx: Ctx) -> JobRead:
-    return service.job_read(flows.cancel_job(session, ctx=ctx, actor=principal, job_id=job_id))
+def cancel_job(*, job_id: str, background: BackgroundTasks, principal: JobRunner, session: DbSession,
+               ctx: Ctx) -> JobRead:
+    job = flows.cancel_job(session, ctx=ctx, actor=principal, job_id=job_id)
+    background.add_task(flows.signal_cancel, ctx, job_id=job_id)  # after the commit, like the job's start
+    return service.job_read(job)
 
 
 @router.get("/jobs/{job_id}/events", response_model=list[JobEventRead],

@@ -43,7 +43,7 @@ class JobHostIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(max_length=63, description="inventory name, e.g. web-1")
-    address: str = Field(max_length=63, description="what SSH connects to: an IP address or host name")
+    address: str = Field(max_length=63, description="what SSH connects to: an IPv4 address or a host name")
     groups: list[str] = Field(default=[], description=f"role groups: {', '.join(ROLES[1:])} (every host gets base)")
     vars: dict[str, Any] = Field(default={}, description="host variables (not ansible_* ones)")
 

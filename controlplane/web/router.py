@@ -1,9 +1,11 @@
-"""Server-rendered pages (Jinja2): login, the compliance dashboard, ministries, meetings, agencies, audit.
+"""Server-rendered pages (Jinja2): login, the compliance dashboard, ministries, meetings, agencies, audit, the
+cloud, playbook jobs and their SSH credentials.
 
 HTTP and templates only; data comes from the existing services. Pages authenticate with the `cp_token`
 cookie (an access token from the same login service as the API); the JSON API keeps accepting only the
 Authorization header. Every state-changing form POST except /login carries a `csrf` field, the
-HMAC-SHA256 of the token's digest under the secret key. No page needs JavaScript.
+HMAC-SHA256 of the token's digest under the secret key. No page needs JavaScript: the job page's live log is
+a small inline script (allowed by a per-response nonce) on top of a page that shows everything up to its load.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Form, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
@@ -33,6 +36,11 @@ from controlplane.auth.deps import Ctx, DbSession
 from controlplane.auth.models import Agency, AuditEntry
 from controlplane.auth.roles import Permission, Principal
 from controlplane.auth.security import TOKEN_PREFIX, digest
+from controlplane.automation import flows as job_flows
+from controlplane.automation import service as job_service
+from controlplane.automation.domain import JobStatus
+from controlplane.automation.router import event_stream
+from controlplane.automation.schemas import JobEventRead, JobRead
 from controlplane.cloud import flows as cloud_flows
 from controlplane.cloud import service as cloud_service
 from controlplane.compliance import service as compliance_service
@@ -262,6 +270,9 @@ def _nav(viewer: Viewer | None, path: str, t: Translator) -> list[NavGroup]:
     infra = []
     if principal.has(Permission.CLOUD_READ):
         infra.append(item("/cloud", "nav.cloud"))
+    if principal.has(Permission.JOBS_READ):
+        infra.append(item("/jobs", "nav.jobs"))
+        infra.append(item("/credentials", "nav.credentials"))
     if principal.has(Permission.AGENCIES_READ):
         infra.append(item("/agencies", "nav.agencies"))
     if principal.has(Permission.AUDIT_READ):
@@ -282,7 +293,7 @@ def _lang_links(request: Request, lang: str) -> list[dict[str, Any]]:
     # A page re-rendered after a POST links back to its GET address, not to the form's target.
     base = getattr(request.state, "page_path", None) if request.method != "GET" else _here(request)
     parts = urlsplit(base or DEFAULT_PAGE)
-    params = [(k, v) for k, v in _query_pairs(parts.query) if k not in ("lang", "recorded", "queued")]
+    params = [(k, v) for k, v in _query_pairs(parts.query) if k not in ("lang", "recorded", "queued", "canceled")]
     return [
         {"code": code, "label": LANG_NAMES[code], "current": code == lang,
          "href": parts.path + "?" + urlencode([*params, ("lang", code)])}
@@ -669,3 +680,136 @@ def cloud_apply(*, request: Request, code: str, csrf: str = Form("", max_length=
         operation_id = cloud_flows.request_apply(session, ctx=ctx, actor=principal, code=code).id
     cloud_flows.submit_apply(ctx, operation_id=operation_id)
     return RedirectResponse(f"/cloud/{quote(code)}?" + urlencode({"queued": operation_id}), status_code=303)
+
+
+# --- playbook jobs -------------------------------------------------------------------------------
+
+JOBS_SHOWN = 100
+EVENTS_SHOWN = 2000
+HOST_COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
+EVENT_KINDS = ("play", "task", "ok", "failed", "unreachable", "skipped", "stats", "check", "verify")
+CHECK_OUTCOMES = ("passed", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class HostRow:
+    name: str
+    address: str
+    groups: list[str]
+    counts: dict[str, int]
+
+
+def _job_status(text: str) -> JobStatus | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return JobStatus(text)
+    except ValueError:
+        raise InvalidInput(f"unknown job status '{text}'; one of {', '.join(s.value for s in JobStatus)}",
+                           field="status") from None
+
+
+def _host_rows(job: JobRead, events: list[JobEventRead]) -> list[HostRow]:
+    """Per-host totals: the job's own once it has ended, else counted from the events so far."""
+    counted: dict[str, dict[str, int]] = {}
+    for event in events:
+        if event.host is not None and event.kind in HOST_COUNTS:
+            counts = counted.setdefault(event.host, dict.fromkeys(HOST_COUNTS, 0))
+            counts[event.kind] += 1
+            counts["changed"] += int(event.changed)
+    totals = {host: stats.model_dump() for host, stats in job.host_stats.items()} or counted
+    return [HostRow(h.name, h.address, h.groups, totals.get(h.name, dict.fromkeys(HOST_COUNTS, 0)))
+            for h in job.hosts]
+
+
+def _job_labels(t: Translator) -> dict[str, Any]:
+    """The labels the live log's script shows for what arrives (the page's language)."""
+    return {"kind": {k: t(f"jkind.{k}") for k in EVENT_KINDS},
+            "status": {s.value: t(f"jstatus.{s.value}") for s in JobStatus},
+            "outcome": {o: t(f"outcome.{o}") for o in CHECK_OUTCOMES}, "yes": t("yes")}
+
+
+@router.get("/jobs")
+def jobs(
+    *,
+    request: Request,
+    status: str = Query("", max_length=20),
+    principal: Principal = Depends(page_principal),
+    session: DbSession,
+) -> Response:
+    """Jobs newest first (a ministry sees its own agency's only), filtered by status."""
+    _require(principal, Permission.JOBS_READ)
+    chosen = _job_status(status)
+    rows = [job_service.job_read(job)
+            for job in job_service.list_jobs(session, viewer=principal, status=chosen, limit=JOBS_SHOWN)]
+    return _render(request, "jobs.html", {"jobs": rows, "status": chosen.value if chosen else "",
+                                          "statuses": [s.value for s in JobStatus], "limit": JOBS_SHOWN})
+
+
+@router.get("/jobs/{job_id}")
+def job_page(
+    *,
+    request: Request,
+    job_id: str,
+    canceled: bool = False,
+    principal: Principal = Depends(page_principal),
+    session: DbSession,
+) -> Response:
+    """One job with its events so far and its checks; while it runs, a script follows its events live."""
+    _require(principal, Permission.JOBS_READ)
+    job = job_service.job_read(job_service.get_job(session, viewer=principal, job_id=job_id))
+    events = job_service.events(session, job_id=job_id, limit=EVENTS_SHOWN)
+    active = not job.status.finished
+    nonce = secrets.token_urlsafe(16)
+    response = _render(request, "jobs_detail.html", {
+        "job": job, "events": events, "checks": job_service.checks(session, job_id=job_id),
+        "hosts": _host_rows(job, events), "counts": HOST_COUNTS, "events_shown": EVENTS_SHOWN,
+        "last_seq": events[-1].seq if events else 0, "active": active, "canceled": canceled,
+        "may_cancel": active and principal.has(Permission.JOBS_RUN), "nonce": nonce,
+        "labels": _job_labels(_t(request)),
+    })
+    if active:
+        response.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "script-src 'none'", f"script-src 'nonce-{nonce}'")
+    return response
+
+
+@router.get("/jobs/{job_id}/events/stream")
+def job_events_stream(
+    *,
+    request: Request,
+    job_id: str,
+    after: int = Query(0, ge=0),
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    principal: Principal = Depends(page_principal),
+    session: DbSession,
+    ctx: Ctx,
+) -> Response:
+    """The job's events as Server-Sent Events for the job page (cookie login, the page's permission check)."""
+    _require(principal, Permission.JOBS_READ)
+    job_service.get_job(session, viewer=principal, job_id=job_id)  # 404 before the stream starts
+    return event_stream(ctx, request, job_id, after=last_event_id if last_event_id is not None else after)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def job_cancel(*, request: Request, job_id: str, csrf: str = Form("", max_length=200), ctx: Ctx) -> Response:
+    """Cancel a job: a pending one at once, a running one by its runner within seconds."""
+    request.state.page_path = f"/jobs/{quote(job_id)}"
+    with transaction(ctx.sessions) as session:
+        principal = authenticate_page(request, session, ctx)
+        _check_csrf(request, csrf)
+        _require(principal, Permission.JOBS_RUN)
+        job_flows.cancel_job(session, ctx=ctx, actor=principal, job_id=job_id)
+    job_flows.signal_cancel(ctx, job_id=job_id)
+    return RedirectResponse(f"/jobs/{quote(job_id)}?canceled=1", status_code=303)
+
+
+@router.get("/credentials")
+def credentials(
+    *, request: Request, principal: Principal = Depends(page_principal), session: DbSession
+) -> Response:
+    """The SSH credentials jobs log in with: never a private key, only what identifies it."""
+    _require(principal, Permission.JOBS_READ)
+    rows = [job_service.credential_read(c) for c in job_service.list_credentials(session)]
+    return _render(request, "credentials.html", {"credentials": rows})

@@ -107,7 +107,7 @@ def test_check_vars_give_each_address_its_variables_and_roles() -> None:
     ("reboot.yml", [WEB], {}, [], "playbook", "unknown playbook"),
     ("site.yml", [], {}, [], "hosts", "at least one host"),
     ("site.yml", [JobHost("-web", "10.0.0.1")], {}, [], "hosts.0.name", "first a letter or digit"),
-    ("site.yml", [JobHost("web", "10.0.0.1; rm -rf /")], {}, [], "hosts.0.address", "an IP address or host name"),
+    ("site.yml", [JobHost("web", "10.0.0.1; rm -rf /")], {}, [], "hosts.0.address", "an IPv4 address or a host name"),
     ("site.yml", [WEB, WEB], {}, [], "hosts.1.name", "listed twice"),
     ("site.yml", [JobHost("w", "10.0.0.1", ("weblogic",))], {}, [], "hosts.0.groups", "unknown group 'weblogic'"),
     ("site.yml", [JobHost("w", "10.0.0.1", vars={"ansible_become_exe": "sh"})], {}, [],
