@@ -1,7 +1,7 @@
 """Fakes of the automation adapters (the playbook runner and the check runner), for the code around them, and
 the fixtures that inject them. A test module imports what it uses:
 
-    from jobs_fakes import automation, ssh_private_key  # noqa: F401  (fixtures)
+    from jobs_fakes import automation, operator  # noqa: F401  (fixtures)
 
 (Not a conftest.py: a second module named conftest would shadow the root one for `from conftest import ...`.)
 
@@ -17,8 +17,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import PASSWORD
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -121,3 +123,39 @@ def ssh_private_key(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("keys") / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops@test", "-f", str(path)], check=True)
     return path.read_text()
+
+
+# --- a logged-in operator with a credential, and a job request ----------------------------------------------------
+
+SECRET = "db-owner-Pa55-" + "x" * 12
+HOSTS = [{"name": "web-1", "address": "10.78.0.11", "groups": ["nginx"]},
+         {"name": "db-1", "address": "10.78.0.12", "groups": ["postgresql"], "vars": {"postgresql_db_name": "app"}}]
+
+
+def job_request(**overrides: Any) -> dict[str, Any]:
+    """The body of POST /api/v1/jobs: site.yml on HOSTS of agency MOIS with one secret, as `hosts-root`."""
+    return {"playbook": "site.yml", "credential": "hosts-root", "agency": "MOIS", "hosts": HOSTS,
+            "extravars": {"nginx_listen_port": 8081}, "secrets": {"postgresql_db_owner_password": SECRET},
+            **overrides}
+
+
+@pytest.fixture
+def headers(automation: Automation, make_user: Callable[..., str], catalogue: Any) -> Callable[..., dict[str, str]]:
+    """A user of the role, and the Authorization header of a fresh token of theirs."""
+    def login(username: str, role: str, agency: str | None = None) -> dict[str, str]:
+        make_user(username, role, agency)
+        response = automation.client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    return login
+
+
+@pytest.fixture
+def operator(headers: Callable[..., dict[str, str]], automation: Automation, ssh_private_key: str) -> dict[str, str]:
+    """An operator's header; the credential `hosts-root` exists."""
+    ops = headers("ops1", "operator")
+    response = automation.client.put("/api/v1/credentials/hosts-root", headers=ops,
+                                     json={"private_key": ssh_private_key, "description": "dev hosts"})
+    assert response.status_code == 201, response.text
+    return ops

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import PASSWORD
-from jobs_fakes import automation, ssh_private_key  # noqa: F401  (fixtures)
+from jobs_fakes import HOSTS, SECRET, automation, headers, operator, ssh_private_key  # noqa: F401
+from jobs_fakes import job_request as _job
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,36 +22,6 @@ from controlplane.automation import flows, service
 from controlplane.automation.models import Credential, Job, JobEvent
 from controlplane.automation.schemas import JobIn
 from controlplane.db import Base, transaction
-
-SECRET = "db-owner-Pa55-" + "x" * 12
-HOSTS = [{"name": "web-1", "address": "10.78.0.11", "groups": ["nginx"]},
-         {"name": "db-1", "address": "10.78.0.12", "groups": ["postgresql"], "vars": {"postgresql_db_name": "app"}}]
-
-
-@pytest.fixture
-def headers(automation: Any, make_user: Callable[..., str], catalogue: Any) -> Callable[..., dict[str, str]]:
-    def login(username: str, role: str, agency: str | None = None) -> dict[str, str]:
-        make_user(username, role, agency)
-        response = automation.client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-    return login
-
-
-@pytest.fixture
-def operator(headers: Callable[..., dict[str, str]], automation: Any, ssh_private_key: str) -> dict[str, str]:
-    ops = headers("ops1", "operator")
-    response = automation.client.put("/api/v1/credentials/hosts-root", headers=ops,
-                                     json={"private_key": ssh_private_key, "description": "dev hosts"})
-    assert response.status_code == 201, response.text
-    return ops
-
-
-def _job(**overrides: Any) -> dict[str, Any]:
-    return {"playbook": "site.yml", "credential": "hosts-root", "agency": "MOIS", "hosts": HOSTS,
-            "extravars": {"nginx_listen_port": 8081}, "secrets": {"postgresql_db_owner_password": SECRET},
-            **overrides}
 
 
 def _run(automation: Any, operator: dict[str, str], **overrides: Any) -> dict[str, Any]:

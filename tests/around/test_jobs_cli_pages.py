@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import PASSWORD
-from jobs_fakes import automation, ssh_private_key  # noqa: F401  (fixtures)
+from jobs_fakes import HOSTS, SECRET, automation, headers, operator, ssh_private_key  # noqa: F401
+from jobs_fakes import job_request as _job
 from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,41 +29,11 @@ from controlplane.auth.models import AuditEntry
 from controlplane.automation.models import Job
 from controlplane.db import transaction
 
-SECRET = "db-owner-Pa55-" + "y" * 12
-HOSTS = [{"name": "web-1", "address": "10.78.0.11", "groups": ["nginx"]},
-         {"name": "db-1", "address": "10.78.0.12", "groups": ["postgresql"], "vars": {"postgresql_db_name": "app"}}]
 CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 NONCE_RE = re.compile(r'<script nonce="([^"]+)">')
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def headers(automation: Any, make_user: Callable[..., str], catalogue: Any) -> Callable[..., dict[str, str]]:
-    """A user of the role, and the Authorization header of a fresh token of theirs."""
-    def login(username: str, role: str, agency: str | None = None) -> dict[str, str]:
-        make_user(username, role, agency)
-        response = automation.client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-    return login
-
-
-@pytest.fixture
-def operator(headers: Callable[..., dict[str, str]], automation: Any, ssh_private_key: str) -> dict[str, str]:
-    ops = headers("ops1", "operator")
-    response = automation.client.put("/api/v1/credentials/hosts-root", headers=ops,
-                                     json={"private_key": ssh_private_key, "description": "dev hosts"})
-    assert response.status_code == 201, response.text
-    return ops
-
-
-def _job(**overrides: Any) -> dict[str, Any]:
-    return {"playbook": "site.yml", "credential": "hosts-root", "agency": "MOIS", "hosts": HOSTS,
-            "extravars": {"nginx_listen_port": 8081}, "secrets": {"postgresql_db_owner_password": SECRET},
-            **overrides}
-
 
 def _start(automation: Any, operator: dict[str, str], **overrides: Any) -> str:
     accepted = automation.client.post("/api/v1/jobs", headers=operator, json=_job(**overrides))
