@@ -6,6 +6,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -192,6 +193,31 @@ class SshKey:
              "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{address}", command],
             capture_output=True, text=True, timeout=timeout, check=False,
         )
+
+
+@pytest.fixture(scope="session")
+def devcloud_host(devcloud: DevCloud, ssh_key: SshKey) -> Callable[[str], AbstractContextManager[Any]]:
+    """`with devcloud_host("prefix") as server:` a small debian-12 server on devcloud-net whose root key is
+    `ssh_key`, created through the gateway (owner `test:<name>`) and deleted with its keypair afterwards."""
+    from controlplane.cloud.domain import ServerSpec
+    from controlplane.cloud.gateway import CloudGateway
+
+    @contextmanager
+    def boot(prefix: str) -> Iterator[Any]:
+        with CloudGateway.connect(devcloud.cloud_name, config_file=devcloud.clouds_yaml) as admin:
+            name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+            admin._conn.compute.create_keypair(name=name, public_key=ssh_key.public)
+            server = None
+            try:
+                server = admin.create_server(ServerSpec(f"test:{name}", name, "small", "debian-12", "devcloud-net",
+                                                        name))
+                yield server
+            finally:
+                if server is not None:
+                    admin.delete_server(server.id)
+                admin._conn.compute.delete_keypair(name, ignore_missing=True)
+
+    return boot
 
 
 @pytest.fixture(scope="session")

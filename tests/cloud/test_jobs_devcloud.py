@@ -19,11 +19,9 @@ from controlplane.auth import service as auth_service
 from controlplane.auth.roles import Role
 from controlplane.auth.schemas import UserCreate
 from controlplane.clock import Clock
-from controlplane.cloud.domain import ServerInfo, ServerSpec
-from controlplane.cloud.gateway import CloudGateway
+from controlplane.cloud.domain import ServerInfo
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine, make_sessionmaker, transaction
-from controlplane.devcloud.cloud import DevCloud
 from controlplane.migrations import upgrade
 
 pytestmark = pytest.mark.devcloud
@@ -32,19 +30,9 @@ PASSWORD = "correct-horse-battery-9"
 
 
 @pytest.fixture(scope="module")
-def host(devcloud: DevCloud, ssh_key: Any) -> Iterator[ServerInfo]:
-    with CloudGateway.connect(devcloud.cloud_name, config_file=devcloud.clouds_yaml) as admin:
-        conn = admin._conn
-        name = f"jobs-{uuid.uuid4().hex[:6]}"
-        conn.compute.create_keypair(name=name, public_key=ssh_key.public)
-        server = None
-        try:
-            server = admin.create_server(ServerSpec(f"test:{name}", name, "small", "debian-12", "devcloud-net", name))
-            yield server
-        finally:
-            if server is not None:
-                admin.delete_server(server.id)
-            conn.compute.delete_keypair(name, ignore_missing=True)
+def host(devcloud_host: Any) -> Iterator[ServerInfo]:
+    with devcloud_host("jobs") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ import pytest
 
 from controlplane.automation.domain import JobEvent, JobStatus
 from controlplane.automation.runner import PlaybookJob, PlaybookRunner
-from controlplane.cloud.domain import ServerInfo, ServerSpec
-from controlplane.cloud.gateway import CloudGateway
+from controlplane.cloud.domain import ServerInfo
 from controlplane.devcloud.cloud import DevCloud
 
 pytestmark = pytest.mark.devcloud
@@ -24,19 +23,9 @@ SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 
 
 @pytest.fixture(scope="module")
-def host(devcloud: DevCloud, ssh_key: Any) -> Iterator[ServerInfo]:
-    with CloudGateway.connect(devcloud.cloud_name, config_file=devcloud.clouds_yaml) as admin:
-        conn = admin._conn
-        name = f"runner-{uuid.uuid4().hex[:6]}"
-        conn.compute.create_keypair(name=name, public_key=ssh_key.public)
-        server = None
-        try:
-            server = admin.create_server(ServerSpec(f"test:{name}", name, "small", "debian-12", "devcloud-net", name))
-            yield server
-        finally:
-            if server is not None:
-                admin.delete_server(server.id)
-            conn.compute.delete_keypair(name, ignore_missing=True)
+def host(devcloud_host: Any) -> Iterator[ServerInfo]:
+    with devcloud_host("runner") as server:
+        yield server
 
 
 def _job(host: ServerInfo, ssh_key: Any, **extravars: Any) -> PlaybookJob:
