@@ -226,3 +226,21 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> SshKey:
     private = tmp_path_factory.mktemp("ssh") / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
     return SshKey(private, private.with_suffix(".pub").read_text().strip())
+
+
+# --- timings of real work (hosts, playbooks), printed at the end of the run --------------------------------------
+
+_TIMINGS: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def timings() -> list[str]:
+    """Lines appended here are printed in the terminal summary (how long the real work took)."""
+    return _TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _TIMINGS:
+        terminalreporter.section("real work: timings")
+        for line in _TIMINGS:
+            terminalreporter.write_line(line)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -106,6 +107,10 @@ class PlaybookRunner:
             try:
                 secrets_file = self._write_private(private, job)
                 envvars = self._environment()
+                # The job's own SSH master connections: a master of an earlier job (ControlPersist) could otherwise
+                # serve this one for a host that has since been replaced at the same address.
+                control_dir = private / "cp"
+                envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
                 known_hosts = private / "known_hosts"
                 if job.known_hosts is not None:
                     _write_0600(known_hosts, job.known_hosts)
@@ -135,6 +140,7 @@ class PlaybookRunner:
                 learned = known_hosts.read_text() if job.known_hosts is not None else None
                 return RunResult(outcome, result.rc, tuple(events), learned)
             finally:
+                _close_masters(private / "cp")
                 shutil.rmtree(private, ignore_errors=True)
 
     def _environment(self) -> dict[str, str]:
@@ -154,6 +160,13 @@ class PlaybookRunner:
         secrets_file = env / "secret-vars.json"
         _write_0600(secrets_file, json.dumps(dict(job.secrets)))
         return secrets_file
+
+
+def _close_masters(control_dir: Path) -> None:
+    """Stop the job's SSH master connections now rather than ControlPersist seconds after it ended."""
+    for socket_path in control_dir.glob("*") if control_dir.is_dir() else ():
+        subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "master"],  # noqa: S603, S607
+                       capture_output=True, timeout=10, check=False)
 
 
 def _write_0600(path: Path, text: str) -> None:

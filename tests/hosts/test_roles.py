@@ -1,0 +1,695 @@
+"""The roles on fresh dev cloud hosts: site.yml configures them, the testinfra checks pass, a second run changes
+nothing, secrets stay out of artifacts, a cutover switches the front, data is proven by row counts and checksums,
+and failures name their task and host.
+
+Three hosts, configured once for the module:
+- db:  postgresql + data_migration (a pg_dump-style dump of 3 tables, checked against its source manifest);
+- app: tomcat + a WAR (copied from this machine) + nginx as the cutover front, first proxying to the legacy site;
+- web: nginx serving the legacy static site (downloaded by the host from a URL on this machine).
+"""
+
+# ruff: noqa: F811  (the fixtures imported from fleet are parameters of the tests)
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import ipaddress
+import json
+import random
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import pytest
+from fleet import cloud, fleet  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
+
+SECRET = "owner-" + uuid.uuid4().hex
+ROLES = ("base", "postgresql", "data_migration", "tomcat", "nginx", "app_deploy")
+NEW_APP = "new minwon on tomcat"
+LEGACY_APP = "legacy minwon on the old web server"
+
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = REPO / "playbooks"
+ANSIBLE_CFG = REPO / "ansible.cfg"
+CHECKS = PLAYBOOKS / "checks"
+# The dev cloud's servers are throwaway hosts whose addresses come back with new host keys: their inventory, not
+# ansible.cfg, turns host key checking off (see the comment in ansible.cfg).
+SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+KST = timezone(timedelta(hours=9))
+Host = Any  # conftest's Host: name, address, server_id
+
+
+# Playbooks -------------------------------------------------------------------------------------------------
+
+
+def inventory(groups: dict[str, Iterable[Host]], hostvars: dict[str, dict[str, Any]], key: Path,
+              extra_hosts: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+    """An inventory: every host in `all` with its address and vars, and in the role groups it belongs to."""
+    hosts: dict[str, dict[str, Any]] = {}
+    for members in groups.values():
+        for host in members:
+            hosts[host.name] = {"ansible_host": host.address, **hostvars.get(host.name, {})}
+    for name, address in extra_hosts:
+        hosts[name] = {"ansible_host": address}
+    return {"all": {
+        "hosts": hosts,
+        "vars": {"ansible_user": "root", "ansible_ssh_private_key_file": str(key),
+                 "ansible_ssh_common_args": SSH_COMMON_ARGS},
+        "children": {group: {"hosts": {host.name: {} for host in members}} for group, members in groups.items()},
+    }}
+
+
+@dataclass
+class PlayRun:
+    status: str
+    rc: int
+    seconds: float
+    stats: dict[str, dict[str, int]]
+    failures: list[dict[str, str]] = field(default_factory=list)  # {host, task, status, message}
+    changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
+    artifacts: Path | None = None
+
+    def changed(self, host: str) -> int:
+        return self.stats.get("changed", {}).get(host, 0)
+
+
+def run_playbook(playbook: str, inv: dict[str, Any], work: Path, *, extravars: dict[str, Any] | None = None,
+                 secrets: dict[str, str] | None = None, limit: str | None = None,
+                 ansible_cfg: Path | None = ANSIBLE_CFG, forks: int | None = None) -> PlayRun:
+    """ansible-playbook through ansible-runner with the project's ansible.cfg; secrets only in a 0600 vars file."""
+    work.mkdir(parents=True, exist_ok=True)
+    private = Path(work) / f"run-{uuid.uuid4().hex[:8]}"
+    (private / "inventory").mkdir(parents=True)
+    # SSH master connections (ControlPersist) of this module's runs only: a master left by another test to a
+    # deleted server whose address a new server got would otherwise be reused, and break or hang.
+    inv = {"all": {**inv["all"], "vars": {"ansible_control_path_dir": str(work / "cp"), **inv["all"]["vars"]}}}
+    (private / "inventory" / "hosts.json").write_text(json.dumps(inv))
+    cmdline = []
+    if secrets:
+        secret_file = private / "secret-vars.json"
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(json.dumps(secrets))
+        cmdline += ["-e", f"@{secret_file}"]
+    if forks:
+        cmdline += ["--forks", str(forks)]
+    envvars = {"ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"), "ANSIBLE_NOCOLOR": "1",
+               "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin"}
+    # No ansible.cfg at all: Ansible's own defaults (the benchmark's baseline).
+    envvars["ANSIBLE_CONFIG"] = str(ansible_cfg) if ansible_cfg else str(private / "no-ansible.cfg")
+    if not ansible_cfg:
+        (private / "no-ansible.cfg").write_text("[defaults]\n")
+    changed_tasks: list[tuple[str, str]] = []
+    failures: list[dict[str, str]] = []
+
+    def on_event(event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        name = event.get("event")
+        result = data.get("res") or {}
+        # A no_log task's result is censored, changed included: its stdout line still says "changed: [host]".
+        if name == "runner_on_ok" and (result.get("changed") or str(event.get("stdout", "")).strip().endswith(
+                f"changed: [{data.get('host')}]")):
+            changed_tasks.append((data.get("host", ""), data.get("task", "")))
+        if (name == "runner_on_failed" and not data.get("ignore_errors")) or name == "runner_on_unreachable":
+            failures.append({"host": data.get("host", ""), "task": data.get("task", ""),
+                             "status": "unreachable" if name == "runner_on_unreachable" else "failed",
+                             "message": str(result.get("msg") or result.get("stderr") or "")})
+        return True
+
+    started = time.monotonic()
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private), project_dir=str(PLAYBOOKS), playbook=playbook,
+            inventory=str(private / "inventory" / "hosts.json"), extravars=extravars or {},
+            cmdline=" ".join(cmdline) or None, limit=limit, envvars=envvars, quiet=True, event_handler=on_event)
+    finally:
+        (private / "secret-vars.json").unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    return PlayRun(runner.status, runner.rc, seconds, runner.stats or {}, failures, changed_tasks,
+                   Path(runner.config.artifact_dir))
+
+
+# Checks ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckRun:
+    returncode: int
+    seconds: float
+    evidence: dict[str, Any]
+    output: str
+
+
+def run_checks(roles: Iterable[str], hosts: Iterable[Host], check_vars: dict[str, Any], key: Path, work: Path,
+               ) -> CheckRun:
+    """The role checks exactly as the control plane runs them, one pytest over all hosts; evidence as JSON."""
+    work.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    vars_file, evidence_file = work / f"check-vars-{tag}.json", work / f"evidence-{tag}.json"
+    vars_file.write_text(json.dumps(check_vars))
+    host_list = ",".join(f"paramiko://root@{h.address}?ssh_identity_file={key}&timeout=10" for h in hosts)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header", "-rfE",
+            f"--hosts={host_list}", f"--check-vars={vars_file}", f"--evidence={evidence_file}",
+            *[str(CHECKS / f"test_{role}.py") for role in roles]]
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=CHECKS, capture_output=True, text=True, timeout=600, check=False)
+    seconds = time.monotonic() - started
+    evidence = json.loads(evidence_file.read_text()) if evidence_file.exists() else {}
+    return CheckRun(done.returncode, seconds, evidence, done.stdout[-6000:] + done.stderr[-2000:])
+
+
+# Artifacts and their server ----------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_war(path: Path, text: str) -> Path:
+    """A minimal web application archive (index.html, WEB-INF/web.xml); the same bytes on every run."""
+    entries = {
+        "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\n\r\n",
+        "WEB-INF/web.xml": ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                            '<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0">\n'
+                            "  <display-name>minwon</display-name>\n</web-app>\n"),
+        "index.html": f"<!doctype html><title>minwon</title><p>{text}</p>\n",
+    }
+    with zipfile.ZipFile(path, "w") as war:
+        for name, content in entries.items():
+            war.writestr(zipfile.ZipInfo(name, date_time=(2014, 7, 1, 0, 0, 0)), content)
+    return path
+
+
+def make_site(path: Path, pages: dict[str, str]) -> Path:
+    """A static site as a .tar.gz of pages (relative path -> text); the same bytes on every run."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, text in pages.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_404_172_800
+            archive.addfile(info, io.BytesIO(data))
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed:
+        compressed.write(buffer.getvalue())
+    return path
+
+
+class ArtifactServer:
+    """Serves a directory over HTTP on the hosts' gateway address (the hosts route only to this machine)."""
+
+    def __init__(self, directory: Path, address: str) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self.httpd = http.server.ThreadingHTTPServer((address, 0), handler)
+        self.base = f"http://{address}:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# Data: COPY text format, the manifest's checksum method (copy-text-md5/1) ------------------------------------
+
+
+def copy_text(value: Any) -> str:
+    """One value as PostgreSQL's COPY text format writes it (DateStyle ISO, TimeZone UTC)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def table_manifest(rows: list[tuple[Any, ...]], key: int | None = 0) -> dict[str, Any]:
+    """Row count and checksum of a table's rows: COPY text lines in primary-key (byte) order, md5."""
+    ordered = sorted(rows, key=lambda row: _sort_key(row[key]) if key is not None else tuple(map(_sort_key, row)))
+    digest = hashlib.md5()
+    for row in ordered:
+        digest.update(("\t".join(copy_text(v) for v in row) + "\n").encode())
+    return {"rows": len(rows), "checksum": digest.hexdigest()}
+
+
+def _sort_key(value: Any) -> Any:
+    return value.encode() if isinstance(value, str) else value
+
+
+@dataclass
+class Dataset:
+    agencies: list[tuple[Any, ...]]
+    requests: list[tuple[Any, ...]]
+    audit: list[tuple[Any, ...]]
+
+    def manifest(self) -> dict[str, Any]:
+        return {"method": "copy-text-md5/1", "tables": {
+            "public.agencies": table_manifest(self.agencies),
+            "public.requests": table_manifest(self.requests),
+            "public.audit_log": table_manifest(self.audit, key=None),
+        }}
+
+
+def make_dataset(rows: int = 1500, seed: int = 20140701) -> Dataset:
+    """Agencies (text key in mixed case, Korean names), civil requests (tabs, newlines, backslashes, NULLs,
+    numerics, timestamps) and an audit log without a primary key."""
+    rng = random.Random(seed)
+    agencies = [("MOIS", "행정안전부", date(2017, 7, 26)), ("MOEF", "기획재정부", date(2008, 2, 29)),
+                ("MSIT", "과학기술정보통신부", date(2017, 7, 26)), ("moel", "고용노동부", date(2010, 7, 5)),
+                ("Ab_x", "테스트\t기관", None), ("Z9", "back\\slash", date(1999, 1, 1))]
+    subjects = ["여권 재발급", "주민등록 등본", "line one\nline two", "tab\there", "C:\\path\\to", "plain", "전입신고"]
+    requests = []
+    start = datetime(2014, 1, 1, tzinfo=UTC)
+    for number in range(1, rows + 1):
+        amount = None if number % 11 == 0 else Decimal(rng.randrange(0, 10_000_000)) / 100
+        received = start + timedelta(minutes=rng.randrange(0, 500_000))
+        requests.append((number, rng.choice(agencies)[0], f"{rng.choice(subjects)} #{number}", amount,
+                         number % 7 == 0, received))
+    audit = [(date(2014, 7, 1) + timedelta(days=i % 5), f"event {i % 9}") for i in range(40)]
+    return Dataset(agencies, requests, audit)
+
+
+def write_dump(data: Dataset, path: Path) -> Path:
+    """A plain pg_dump (--no-owner --no-privileges) of the dataset, as PostgreSQL 15's pg_dump writes one.
+
+    Rows are shuffled, numerics unpadded and timestamps in KST: the checksum is over what the server stores."""
+    rng = random.Random(7)
+
+    def line(row: Iterable[Any]) -> str:
+        values = []
+        for value in row:
+            if isinstance(value, Decimal):
+                values.append(format(value.normalize(), "f"))
+            elif isinstance(value, datetime):
+                values.append(value.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S+09"))
+            else:
+                values.append(copy_text(value))
+        return "\t".join(values)
+
+    def shuffled(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        copy = list(rows)
+        rng.shuffle(copy)
+        return copy
+
+    parts = [
+        "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.14\n\n",
+        "SET statement_timeout = 0;\nSET lock_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\n",
+        "SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n",
+        "SELECT pg_catalog.set_config('search_path', '', false);\nSET check_function_bodies = false;\n",
+        "SET xmloption = content;\nSET client_min_messages = warning;\nSET row_security = off;\n\n",
+        "SET default_tablespace = '';\n\nSET default_table_access_method = heap;\n\n",
+        "CREATE TABLE public.agencies (\n    code text NOT NULL,\n    name_ko text NOT NULL,\n    founded date\n);\n\n",
+        "CREATE TABLE public.requests (\n    id integer NOT NULL,\n    agency_code text NOT NULL,\n"
+        "    subject text NOT NULL,\n    amount numeric(12,2),\n    urgent boolean NOT NULL,\n"
+        "    received timestamp with time zone NOT NULL\n);\n\n",
+        "CREATE SEQUENCE public.requests_id_seq\n    AS integer\n    START WITH 1\n    INCREMENT BY 1\n"
+        "    NO MINVALUE\n    NO MAXVALUE\n    CACHE 1;\n\n",
+        "ALTER SEQUENCE public.requests_id_seq OWNED BY public.requests.id;\n\n",
+        "CREATE TABLE public.audit_log (\n    day date NOT NULL,\n    message text NOT NULL\n);\n\n",
+        "ALTER TABLE ONLY public.requests ALTER COLUMN id SET DEFAULT "
+        "nextval('public.requests_id_seq'::regclass);\n\n",
+        "COPY public.agencies (code, name_ko, founded) FROM stdin;\n",
+        *(line(r) + "\n" for r in shuffled(data.agencies)), "\\.\n\n",
+        "COPY public.requests (id, agency_code, subject, amount, urgent, received) FROM stdin;\n",
+        *(line(r) + "\n" for r in shuffled(data.requests)), "\\.\n\n",
+        "COPY public.audit_log (day, message) FROM stdin;\n",
+        *(line(r) + "\n" for r in shuffled(data.audit)), "\\.\n\n",
+        f"SELECT pg_catalog.setval('public.requests_id_seq', {len(data.requests)}, true);\n\n",
+        "ALTER TABLE ONLY public.agencies\n    ADD CONSTRAINT agencies_pkey PRIMARY KEY (code);\n\n",
+        "ALTER TABLE ONLY public.requests\n    ADD CONSTRAINT requests_pkey PRIMARY KEY (id);\n\n",
+        "ALTER TABLE ONLY public.requests\n    ADD CONSTRAINT requests_agency_code_fkey FOREIGN KEY (agency_code) "
+        "REFERENCES public.agencies(code);\n\n",
+        "--\n-- PostgreSQL database dump complete\n--\n\n",
+    ]
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def write_csv_export(directory: Path) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """A CSV export of two tables with its DDL: (schema file, data_migration_csv_files, manifest)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rooms = [("SEJONG-101", "정부세종청사", 12, "화상회의실, 1층"), ("SEOUL-7F", "정부서울청사", 30, None),
+             ("GWACHEON-B2", "정부과천청사", 8, 'quote " inside'), ("DAEJEON-3", "정부대전청사", 16, "two\nlines")]
+    bookings = [(i, rooms[i % len(rooms)][0], date(2014, 7, 1) + timedelta(days=i % 30),
+                 None if i % 5 == 0 else f"회의 {i}") for i in range(1, 301)]
+    schema = directory / "schema.sql"
+    schema.write_text(
+        "CREATE TABLE public.rooms (code text PRIMARY KEY, site text NOT NULL, seats integer NOT NULL, note text);\n"
+        "CREATE TABLE public.bookings (id integer PRIMARY KEY, room_code text NOT NULL REFERENCES public.rooms(code),"
+        " day date NOT NULL, purpose text);\n", encoding="utf-8")
+    files = []
+    for table, header, rows in (("public.rooms", ["code", "site", "seats", "note"], rooms),
+                                ("public.bookings", ["id", "room_code", "day", "purpose"], bookings)):
+        path = directory / f"{table.split('.')[1]}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows([["" if v is None else v.isoformat() if isinstance(v, date) else v for v in row]
+                              for row in rows])
+        files.append({"table": table, "src": str(path), "header": True})
+    manifest = {"method": "copy-text-md5/1", "tables": {"public.rooms": table_manifest(rooms),
+                                                        "public.bookings": table_manifest(bookings)}}
+    return schema, files, manifest
+
+
+# The estate and its tests --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Estate:
+    db: Host
+    app: Host
+    web: Host
+    ssh: Any  # the root conftest's ssh_key: .private, .run(address, command)
+    work: Path
+    groups: dict[str, list[Host]]
+    hostvars: dict[str, dict[str, Any]]
+    extravars: dict[str, Any]
+    check_roles: dict[str, list[str]]
+    csv_export: tuple[Path, list[dict[str, Any]], dict[str, Any]]
+    first: PlayRun = None  # type: ignore[assignment]
+    checks: CheckRun = None  # type: ignore[assignment]
+    second: PlayRun = None  # type: ignore[assignment]
+
+    @property
+    def hosts(self) -> list[Host]:
+        return [self.db, self.app, self.web]
+
+    def inventory(self, hostvars: dict[str, dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+        merged = {name: {**values, **(hostvars or {}).get(name, {})} for name, values in self.hostvars.items()}
+        return inventory(self.groups, merged, self.ssh.private, **extra)
+
+    def check_vars(self, hostvars: dict[str, dict[str, Any]] | None = None, **extravars: Any) -> dict[str, Any]:
+        """What the checks read: the playbook's variables, per host by address, without the secret."""
+        hosts = {}
+        for host in self.hosts:
+            hosts[host.address] = {**self.hostvars[host.name], **(hostvars or {}).get(host.name, {}),
+                                   "check_roles": self.check_roles[host.name]}
+        return {"vars": {**self.extravars, **extravars}, "hosts": hosts}
+
+    def run(self, playbook: str, **kwargs: Any) -> PlayRun:
+        kwargs.setdefault("extravars", self.extravars)
+        kwargs.setdefault("secrets", {"postgresql_db_owner_password": SECRET})
+        return run_playbook(playbook, kwargs.pop("inv", None) or self.inventory(), self.work, **kwargs)
+
+
+def prepare_estate(db: Host, app: Host, web: Host, ssh: Any, work: Path, artifact_base: str) -> Estate:
+    """The three hosts' groups and variables, and the artifacts and data they get (files under work/files)."""
+    files = work / "files"
+    war, site = files / "minwon.war", files / "portal.tar.gz"
+    dump, manifest = files / "minwon.sql", files / "minwon-manifest.json"
+    groups = {"postgresql": [db], "data_migration": [db], "tomcat": [app], "nginx": [app, web],
+              "app_deploy": [app, web]}
+    check_roles = {db.name: ["base", "postgresql", "data_migration"],
+                   app.name: ["base", "tomcat", "nginx", "app_deploy"], web.name: ["base", "nginx", "app_deploy"]}
+    extravars = {
+        "migration_system": "MOIS-MINWON",
+        "base_groups": [{"name": "ops"}],
+        "base_users": [{"name": "ops", "groups": ["ops"], "authorized_keys": [ssh.public], "sudo": True}],
+        "postgresql_listen_addresses": ["*"],
+        "postgresql_hba_entries": [
+            {"type": "host", "database": "minwon", "user": "minwon_app", "address": "10.78.0.0/24",
+             "method": "scram-sha-256"},
+            {"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32",
+             "method": "scram-sha-256"}],
+        "postgresql_settings": {"max_connections": 50, "shared_buffers": "64MB"},
+        "postgresql_db_name": "minwon",
+        "postgresql_db_owner": "minwon_app",
+        "data_migration_db_name": "minwon",
+        "data_migration_db_owner": "minwon_app",
+        "data_migration_dump_src": str(dump),
+        "data_migration_manifest_src": str(manifest),
+        "tomcat_heap_min": "64m",
+        "tomcat_heap_max": "192m",
+    }
+    hostvars = {
+        db.name: {},
+        app.name: {"app_deploy_kind": "war", "app_deploy_name": "minwon", "app_deploy_artifact_src": str(war),
+                   "app_deploy_artifact_checksum": sha256_of(war),
+                   "app_deploy_health_url": "http://127.0.0.1:8080/minwon/", "app_deploy_health_content": NEW_APP,
+                   "nginx_upstreams": [f"{web.address}:80"]},
+        web.name: {"app_deploy_kind": "static", "app_deploy_name": "portal",
+                   "app_deploy_artifact_url": f"{artifact_base}/portal.tar.gz",
+                   "app_deploy_artifact_checksum": sha256_of(site),
+                   "app_deploy_health_url": "http://127.0.0.1/minwon/", "app_deploy_health_content": LEGACY_APP},
+    }
+    return Estate(db, app, web, ssh, work, groups, hostvars, extravars, check_roles, write_csv_export(files / "csv"))
+
+
+def make_files(work: Path) -> Path:
+    """The WAR, the legacy static site, the dump and its manifest, under work/files."""
+    files = work / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    make_war(files / "minwon.war", NEW_APP)
+    make_site(files / "portal.tar.gz", {"index.html": "<p>legacy portal</p>\n",
+                                        "minwon/index.html": f"<p>{LEGACY_APP}</p>\n"})
+    data = make_dataset()
+    write_dump(data, files / "minwon.sql")
+    (files / "minwon-manifest.json").write_text(json.dumps(data.manifest()))
+    return files
+
+
+@pytest.fixture(scope="module")
+def estate(fleet: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory,
+           timings: list[str]) -> Iterator[Estate]:
+    """Three fresh hosts configured by site.yml, checked, and configured again."""
+    work = tmp_path_factory.mktemp("roles")
+    server = ArtifactServer(make_files(work), fleet.gateway)
+    try:
+        db, app, web = fleet.boot(["db", "app", "web"])
+        estate = prepare_estate(db, app, web, ssh_key, work, server.base)
+        estate.first = estate.run("site.yml")
+        assert estate.first.status == "successful", estate.first.failures
+        estate.checks = run_checks(ROLES, estate.hosts, estate.check_vars(), ssh_key.private, work)
+        estate.second = estate.run("site.yml")
+        counted = sum(h["passed"] + h["failed"] for h in estate.checks.evidence.get("hosts", {}).values())
+        timings.extend([
+            f"first apply of site.yml, 3 fresh hosts: {estate.first.seconds:.1f} s",
+            f"testinfra checks, {counted} over 3 hosts (paramiko): {estate.checks.seconds:.1f} s",
+            f"second apply: {estate.second.seconds:.1f} s, changed {estate.second.stats.get('changed', {})}",
+        ])
+        yield estate
+    finally:
+        server.close()
+        # The SSH master connections the runs left (ControlPersist), before their servers are deleted.
+        for socket_path in (work / "cp").glob("*"):
+            subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "master"],
+                           capture_output=True, timeout=10, check=False)
+
+
+def test_site_playbook_configures_fresh_hosts(estate: Estate) -> None:
+    assert estate.first.status == "successful" and estate.first.rc == 0
+    assert not estate.first.failures
+    for host in estate.hosts:
+        assert estate.first.changed(host.name) > 0, host.name
+
+
+def test_site_playbook_runs_without_warnings(estate: Estate) -> None:
+    """Ansible's warnings (deprecations, a module guessing a default, a temporary directory made with a warning)
+    are problems of the roles: none in either run."""
+    for run in (estate.first, estate.second):
+        assert run.artifacts is not None
+        output = (run.artifacts / "stdout").read_text(errors="replace")
+        warnings = [line for line in output.splitlines() if "WARNING]" in line]
+        assert not warnings, warnings
+
+
+def test_checks_pass_on_every_host_and_leave_evidence(estate: Estate) -> None:
+    checks = estate.checks
+    assert checks.returncode == 0, checks.output
+    assert checks.evidence["passed"] is True
+    assert set(checks.evidence["hosts"]) == {h.address for h in estate.hosts}
+    for host in estate.hosts:
+        entry = checks.evidence["hosts"][host.address]
+        assert entry["failed"] == 0, entry
+        ran = {c["role"] for c in entry["checks"] if c["outcome"] == "passed"}
+        assert ran == set(estate.check_roles[host.name]), host.name
+        assert all(c["duration"] >= 0 and c["check"].startswith("test_") for c in entry["checks"])
+
+
+def test_second_apply_changes_nothing(estate: Estate) -> None:
+    second = estate.second
+    assert second.status == "successful" and second.rc == 0, second.failures
+    # Every host was worked on (tasks ran, none failed or unreachable), and none of its tasks changed anything.
+    assert all(second.stats.get("ok", {}).get(h.name, 0) > 0 for h in estate.hosts), second.stats
+    assert not second.stats.get("failures") and not second.stats.get("dark"), second.stats
+    assert {h.name: second.changed(h.name) for h in estate.hosts} == {h.name: 0 for h in estate.hosts}, (
+        second.changed_tasks)
+    assert not second.changed_tasks
+
+
+def test_the_owner_password_stays_out_of_artifacts_and_events(estate: Estate) -> None:
+    for run in (estate.first, estate.second):
+        assert run.artifacts is not None
+        # The whole private data directory: artifacts (stdout, events, fact cache), inventory and env files.
+        private = run.artifacts.parents[1]
+        files = [p for p in private.rglob("*") if p.is_file()]
+        assert any(p.parent.name == "job_events" for p in files)
+        leaked = [str(p) for p in files if SECRET in p.read_text(errors="replace")]
+        assert not leaked
+        events = [json.loads(p.read_text()) for p in (run.artifacts / "job_events").glob("*.json")]
+        owner = [e for e in events if e.get("event") == "runner_on_ok"
+                 and e["event_data"].get("task") == "Create the database owner"]
+        assert owner and all(e["event_data"]["res"].get("censored") for e in owner)
+    # The password works: the owner logs in over TCP with it (scram-sha-256 from pg_hba.conf).
+    login = f"PGPASSWORD={SECRET} psql -X -At -h 127.0.0.1 -U minwon_app -d minwon -c 'SELECT current_user'"
+    done = estate.ssh.run(estate.db.address, login)
+    assert done.stdout.strip() == "minwon_app", done.stderr
+
+
+def test_verify_playbook_reads_only(estate: Estate, timings: list[str]) -> None:
+    run = estate.run("verify.yml")
+    timings.append(f"verify.yml: {run.seconds:.1f} s")
+    assert run.status == "successful", run.failures
+    assert all(run.stats.get("ok", {}).get(h.name, 0) > 0 for h in estate.hosts), run.stats
+    assert all(run.changed(h.name) == 0 for h in estate.hosts), run.changed_tasks
+
+
+def _front(host: Host) -> str:
+    with urllib.request.urlopen(f"http://{host.address}/minwon/", timeout=10) as response:
+        return response.read().decode()
+
+
+def test_cutover_switches_the_front_to_the_new_backend_and_back(estate: Estate) -> None:
+    assert LEGACY_APP in _front(estate.app)
+    steps = {**estate.extravars, "migration_steps": ["nginx"]}
+    new = {estate.app.name: {"nginx_upstreams": ["127.0.0.1:8080"]}}
+    cutover = estate.run("migrate_system.yml", inv=estate.inventory(new), extravars=steps, limit=estate.app.name)
+    assert cutover.status == "successful", cutover.failures
+    changed = {task for host, task in cutover.changed_tasks}
+    assert changed == {"Write the site", "Reload the nginx service"}
+    assert NEW_APP in _front(estate.app)
+    checks = run_checks(["nginx"], [estate.app], estate.check_vars(new), estate.ssh.private, estate.work)
+    assert checks.returncode == 0, checks.output
+
+    rollback = estate.run("migrate_system.yml", extravars=steps, limit=estate.app.name)
+    assert rollback.status == "successful", rollback.failures
+    assert {task for host, task in rollback.changed_tasks} == {"Write the site", "Reload the nginx service"}
+    assert LEGACY_APP in _front(estate.app)
+
+
+def _csv_vars(estate: Estate, **more: Any) -> dict[str, Any]:
+    schema, files, manifest = estate.csv_export
+    return {**estate.extravars, "postgresql_db_name": "rooms", "postgresql_hba_entries": [],
+            "data_migration_db_name": "rooms", "data_migration_format": "csv", "data_migration_dump_src": "",
+            "data_migration_manifest_src": "", "data_migration_manifest": manifest,
+            "data_migration_schema_src": str(schema), "data_migration_csv_files": files, **more}
+
+
+def test_csv_export_loads_through_migrate_system_and_is_checked(estate: Estate) -> None:
+    extravars = _csv_vars(estate, migration_steps=["postgresql", "data_migration"])
+    load = estate.run("migrate_system.yml", extravars=extravars, limit=estate.db.name)
+    assert load.status == "successful", load.failures
+    assert ("Load into the database in one transaction" in {t for _, t in load.changed_tasks})
+    again = estate.run("migrate_system.yml", extravars=extravars, limit=estate.db.name)
+    assert again.status == "successful" and again.changed(estate.db.name) == 0, again.changed_tasks
+    checks = run_checks(["data_migration"], [estate.db], estate.check_vars(**_csv_vars(estate)), estate.ssh.private,
+                        estate.work)
+    assert checks.returncode == 0, checks.output
+
+
+def test_changed_data_fails_naming_the_table_until_it_is_replaced(estate: Estate) -> None:
+    tamper = "runuser -u postgres -- psql -X -q -d rooms -c \"UPDATE public.bookings SET purpose = 'x' WHERE id = 7\""
+    done = estate.ssh.run(estate.db.address, tamper)
+    assert done.returncode == 0, done.stderr
+
+    verify = estate.run("verify.yml", extravars=_csv_vars(estate), limit=estate.db.name)
+    assert verify.status == "failed"
+    [failure] = verify.failures
+    assert (failure["host"], failure["task"]) == (estate.db.name, "Compare the tables with the manifest")
+    assert "table public.bookings: checksum" in failure["message"]
+    assert "public.rooms" not in failure["message"]
+    checks = run_checks(["data_migration"], [estate.db], estate.check_vars(**_csv_vars(estate)), estate.ssh.private,
+                        estate.work)
+    assert checks.returncode != 0
+    [failed] = [c for c in checks.evidence["hosts"][estate.db.address]["checks"] if c["outcome"] == "failed"]
+    assert failed["check"] == "test_tables_match_the_source_manifest" and "public.bookings: checksum" in (
+        failed["message"])
+
+    steps = {"migration_steps": ["data_migration"]}
+    refused = estate.run("migrate_system.yml", extravars=_csv_vars(estate, **steps), limit=estate.db.name)
+    assert refused.status == "failed"
+    assert [(f["host"], f["task"]) for f in refused.failures] == [
+        (estate.db.name, "Refuse to overwrite tables that hold other data")]
+    assert "public.bookings" in refused.failures[0]["message"]
+    replaced = estate.run("migrate_system.yml", extravars=_csv_vars(estate, data_migration_replace=True, **steps),
+                          limit=estate.db.name)
+    assert replaced.status == "successful", replaced.failures
+    checks = run_checks(["data_migration"], [estate.db], estate.check_vars(**_csv_vars(estate)), estate.ssh.private,
+                        estate.work)
+    assert checks.returncode == 0, checks.output
+
+
+@pytest.mark.parametrize(("variables", "task", "message"), [
+    pytest.param({"tomcat_heap_max": "lots", "migration_steps": ["tomcat"]}, "Check the heap sizes",
+                 "tomcat_heap_min and tomcat_heap_max take java's -Xms/-Xmx sizes", id="bad-heap"),
+    pytest.param({"nginx_listen_port": "eighty", "migration_steps": ["nginx"]},
+                 "Validating arguments against arg spec 'main'", "nginx_listen_port", id="bad-type"),
+    pytest.param({"migration_steps": ["tomcat", "weblogic"]}, "Check migration_system and migration_steps",
+                 "migration_steps, a list drawn from", id="bad-step"),
+])
+def test_a_bad_variable_fails_naming_the_task_and_host(estate: Estate, variables: dict[str, Any], task: str,
+                                                       message: str) -> None:
+    run = estate.run("migrate_system.yml", extravars={**estate.extravars, **variables}, limit=estate.app.name)
+    assert run.status == "failed"
+    [failure] = run.failures
+    assert failure["host"] == estate.app.name
+    assert failure["task"].startswith(task), failure
+    assert message in failure["message"], failure
+
+
+def _unallocatable_address(cloud: Any, network_name: str) -> str:
+    """An address of the network's subnet outside its allocation pools (and not the gateway): no server has it."""
+    network = cloud.network.find_network(network_name, ignore_missing=False)
+    subnet = next(s for s in cloud.network.subnets(network_id=network.id) if s.ip_version == 4)
+    pools = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])) for p in subnet.allocation_pools]
+    gateway = ipaddress.ip_address(subnet.gateway_ip)
+    for address in reversed(list(ipaddress.ip_network(subnet.cidr).hosts())):
+        if address != gateway and not any(start <= address <= end for start, end in pools):
+            return str(address)
+    raise AssertionError(f"{subnet.cidr}: every address is in an allocation pool {subnet.allocation_pools}")
+
+
+def test_an_unreachable_host_is_reported_as_unreachable(estate: Estate, cloud: Any) -> None:
+    ghost_address = _unallocatable_address(cloud, "devcloud-net")
+    ghost = dataclasses.replace(estate.db, name="ghost", address=ghost_address)
+    groups = {**estate.groups, "nginx": [*estate.groups["nginx"], ghost]}
+    inv = inventory(groups, estate.hostvars, estate.ssh.private)
+    run = estate.run("migrate_system.yml", inv=inv, extravars={**estate.extravars, "migration_steps": ["nginx"]},
+                     limit="ghost")
+    assert run.status == "failed"
+    assert run.stats.get("dark", {}).get("ghost") == 1
+    [failure] = run.failures
+    assert failure["host"] == "ghost" and failure["status"] == "unreachable"
+    assert failure["task"] == "Gathering Facts"
+    # The error says which address could not be reached, and over what.
+    assert f"connect to host {ghost_address} port 22" in failure["message"], failure
