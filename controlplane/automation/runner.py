@@ -104,12 +104,13 @@ class PlaybookRunner:
 
         with _private_umask():
             private = Path(tempfile.mkdtemp(prefix="cp-job-", dir=self.work_dir))  # mkdtemp: mode 0700
+            # The job's own SSH master connections: a master of an earlier job (ControlPersist) could otherwise serve
+            # this one for a host that has since been replaced at the same address. In the system's temporary
+            # directory, whatever work_dir is: a socket's path must stay under ~100 characters.
+            control_dir = Path(tempfile.mkdtemp(prefix="cp-ssh-"))
             try:
                 secrets_file = self._write_private(private, job)
                 envvars = self._environment()
-                # The job's own SSH master connections: a master of an earlier job (ControlPersist) could otherwise
-                # serve this one for a host that has since been replaced at the same address.
-                control_dir = private / "cp"
                 envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
                 known_hosts = private / "known_hosts"
                 if job.known_hosts is not None:
@@ -140,7 +141,8 @@ class PlaybookRunner:
                 learned = known_hosts.read_text() if job.known_hosts is not None else None
                 return RunResult(outcome, result.rc, tuple(events), learned)
             finally:
-                _close_masters(private / "cp")
+                _close_masters(control_dir)
+                shutil.rmtree(control_dir, ignore_errors=True)
                 shutil.rmtree(private, ignore_errors=True)
 
     def _environment(self) -> dict[str, str]:
@@ -164,7 +166,7 @@ class PlaybookRunner:
 
 def _close_masters(control_dir: Path) -> None:
     """Stop the job's SSH master connections now rather than ControlPersist seconds after it ended."""
-    for socket_path in control_dir.glob("*") if control_dir.is_dir() else ():
+    for socket_path in control_dir.glob("*"):
         subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "master"],  # noqa: S603, S607
                        capture_output=True, timeout=10, check=False)
 

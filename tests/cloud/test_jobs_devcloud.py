@@ -104,7 +104,7 @@ def test_a_job_configures_a_real_host_and_stores_the_checks_as_evidence(api: Any
     stored = _everything_stored(api)
     key_body = ssh_key.private.read_text().splitlines()[1]
     assert SECRET not in stored and key_body not in stored
-    assert not list(Path("/tmp").glob("cp-job-*")) and not list(Path("/tmp").glob("cp-checks-*"))
+    assert not [p for prefix in ("cp-job-", "cp-ssh-", "cp-checks-") for p in Path("/tmp").glob(prefix + "*")]
 
 
 def test_drift_behind_ansibles_back_fails_the_checks_with_their_message(api: Any, host: ServerInfo,
