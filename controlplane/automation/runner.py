@@ -114,7 +114,7 @@ class PlaybookRunner:
                 envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
                 known_hosts = private / "known_hosts"
                 if job.known_hosts is not None:
-                    _write_0600(known_hosts, job.known_hosts)
+                    write_private(known_hosts, job.known_hosts)
                     checking = "yes" if job.known_hosts.strip() else "accept-new"
                     envvars["ANSIBLE_SSH_COMMON_ARGS"] = (f"-o UserKnownHostsFile={known_hosts} "
                                                           f"-o StrictHostKeyChecking={checking}")
@@ -154,13 +154,13 @@ class PlaybookRunner:
         """The inventory (0600) and, when the job has secrets, a 0600 vars file passed with `-e @file`."""
         inventory = private / "inventory"
         inventory.mkdir(mode=0o700)
-        _write_0600(inventory / "hosts.json", json.dumps(job.inventory))
+        write_private(inventory / "hosts.json", json.dumps(job.inventory))
         if not job.secrets:
             return None
         env = private / "env"
         env.mkdir(mode=0o700, exist_ok=True)
         secrets_file = env / "secret-vars.json"
-        _write_0600(secrets_file, json.dumps(dict(job.secrets)))
+        write_private(secrets_file, json.dumps(dict(job.secrets)))
         return secrets_file
 
 
@@ -171,7 +171,9 @@ def _close_masters(control_dir: Path) -> None:
                        capture_output=True, timeout=10, check=False)
 
 
-def _write_0600(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> Path:
+    """A file only its owner can read, created with mode 0600 (never briefly readable by others)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
+    return path

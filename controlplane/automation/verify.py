@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from controlplane.automation.domain import ROLES, CheckResult, checks_from_evidence, redact
+from controlplane.automation.runner import write_private
 
 CHECKS = Path(__file__).resolve().parent.parent.parent / "playbooks" / "checks"
 _PLUGIN = "controlplane.automation.check_host_keys"
@@ -57,13 +58,13 @@ class CheckRunner:
         secret_values = [*secrets, request.private_key]
         private = Path(tempfile.mkdtemp(prefix="cp-checks-", dir=self.work_dir))
         try:
-            key = _write_0600(private / "id", request.private_key.rstrip("\n") + "\n")
-            check_vars = _write_0600(private / "check-vars.json", json.dumps(request.check_vars))
+            key = write_private(private / "id", request.private_key.rstrip("\n") + "\n")
+            check_vars = write_private(private / "check-vars.json", json.dumps(request.check_vars))
             evidence = private / "evidence.json"
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(private),
                    "PYTHONPATH": str(Path(__file__).resolve().parent.parent.parent), "PYTHONDONTWRITEBYTECODE": "1"}
             if request.known_hosts.strip():
-                env["CP_CHECK_KNOWN_HOSTS"] = str(_write_0600(private / "known_hosts", request.known_hosts))
+                env["CP_CHECK_KNOWN_HOSTS"] = str(write_private(private / "known_hosts", request.known_hosts))
             hosts = ",".join(f"paramiko://{quote(request.user)}@{address}?ssh_identity_file={key}&timeout=10"
                              for address in request.addresses)
             argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", _PLUGIN, "-q", "-rN",
@@ -100,9 +101,3 @@ def _wait(process: subprocess.Popen[str], *, timeout: float, cancel: threading.E
     reader.join(5)
     return result[0] if result else ""
 
-
-def _write_0600(path: Path, text: str) -> Path:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    return path
