@@ -8,7 +8,8 @@ from sqlalchemy import Connection
 import controlplane.auth.models
 import controlplane.automation.models
 import controlplane.cloud.models
-import controlplane.compliance.models  # noqa: F401  (register the tables on Base.metadata)
+import controlplane.compliance.models
+import controlplane.migration.models  # noqa: F401  (register the tables on Base.metadata)
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine
 
