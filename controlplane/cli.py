@@ -44,6 +44,7 @@ from controlplane.context import AppContext, CheckPort, RunnerPort
 from controlplane.db import make_engine, make_sessionmaker, transaction
 from controlplane.devcloud.cli import devcloud_app
 from controlplane.errors import AppError
+from controlplane.migration.cli import adoption, catalogue_app, plan, systems_app
 
 app = typer.Typer(
     help="Control plane of the integrated cloud and video-conference network.", no_args_is_help=True,
@@ -64,6 +65,10 @@ jobs_app = typer.Typer(help="Playbook jobs: run, list, show, watch, cancel.", no
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(systems_app, name="systems")
+app.add_typer(catalogue_app, name="catalogue")
+app.command("adoption")(adoption)
+app.command("plan")(plan)
 
 console = Console()
 err = Console(stderr=True)

@@ -53,12 +53,19 @@ def read_inventory(filename: str, content: bytes | str) -> tuple[System, ...]:
 
     CSV rows are numbered as in a spreadsheet (the header is row 1); YAML systems by their place in the list, from 1.
     """
+    rows, first_row = inventory_file_rows(filename, content)
+    return parse_inventory(rows, first_row=first_row)
+
+
+def inventory_file_rows(filename: str, content: bytes | str) -> tuple[list[Any], int]:
+    """The rows of an uploaded .csv, .yaml or .yml file, not validated yet, and the number of the first (2 in CSV:
+    the header is row 1); InventoryError for a file that cannot be read as one."""
     text = _decode(content)
     name = filename.lower()
     if name.endswith(".csv"):
-        return parse_inventory(inventory_rows_from_csv(text), first_row=2)  # the header is row 1
+        return inventory_rows_from_csv(text), 2
     if name.endswith((".yaml", ".yml")):
-        return parse_inventory(inventory_rows_from_yaml(text))
+        return inventory_rows_from_yaml(text), 1
     raise InventoryError.of([Finding("invalid", "the file must be .csv, .yaml or .yml", field="file")])
 
 

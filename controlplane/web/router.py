@@ -150,6 +150,9 @@ def mount_web(app: FastAPI) -> None:
     app.state.web_templates = templates
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(router)
+    from controlplane.web.migration_pages import router as migration_pages  # it imports this module's helpers
+
+    app.include_router(migration_pages)
 
 
 # --- request helpers -----------------------------------------------------------------------------
@@ -273,6 +276,9 @@ def _nav(viewer: Viewer | None, path: str, t: Translator) -> list[NavGroup]:
     if principal.has(Permission.JOBS_READ):
         infra.append(item("/jobs", "nav.jobs"))
         infra.append(item("/credentials", "nav.credentials"))
+    if principal.has(Permission.MIGRATION_READ):
+        infra.append(item("/systems", "nav.systems"))
+        infra.append(item("/adoption", "nav.adoption"))
     if principal.has(Permission.AGENCIES_READ):
         infra.append(item("/agencies", "nav.agencies"))
     if principal.has(Permission.AUDIT_READ):
