@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from controlplane import __version__
 from controlplane.auth.router import router as auth_router
@@ -25,6 +26,10 @@ from controlplane.config import Settings
 from controlplane.context import AppContext, CheckPort, CloudPort, RunnerPort
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.errors import install_error_handlers
+from controlplane.migration import flows as migration_flows
+from controlplane.migration.engine import Engine, EngineBusy
+from controlplane.migration.inventory_router import router as inventory_router
+from controlplane.migration.router import router as migration_router
 from controlplane.monitoring.metrics import Metrics
 from controlplane.monitoring.refresh import PeriodicRefresher, refresh_cloud_figures
 from controlplane.web.router import mount_web
@@ -56,6 +61,8 @@ def create_app(
             job_flows.recover_interrupted(ctx)
         except Exception:
             log.exception("looking for interrupted jobs failed")
+        # DBOS refuses its blocking calls on an event loop's thread: start and stop it in a worker thread.
+        workflows = await run_in_threadpool(_start_workflows, ctx)
         refreshers = [
             PeriodicRefresher(ctx, settings.metrics_refresh_seconds),
             PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=refresh_cloud_figures, name="cloud-refresh"),
@@ -67,6 +74,9 @@ def create_app(
         finally:
             for refresher in refreshers:
                 refresher.stop()
+            if workflows is not None:
+                await run_in_threadpool(workflows.stop)
+                ctx.workflows = None
             cancelled = ctx.operations.shutdown(grace=OPERATIONS_GRACE_SECONDS)
             try:
                 cloud_flows.mark_cancelled(ctx, cancelled)
@@ -114,8 +124,32 @@ def create_app(
     app.include_router(open_data_router)
     app.include_router(cloud_router)
     app.include_router(jobs_router)
+    app.include_router(inventory_router)
+    app.include_router(migration_router)
     mount_web(app)
     return app
+
+
+def _start_workflows(ctx: AppContext) -> Engine | None:
+    """The migration engine (DBOS) of this app, recovering the workflows a previous process left running."""
+    if not ctx.settings.workflows:
+        return None
+    workflows = Engine(ctx)
+    try:
+        workflows.start()
+    except EngineBusy:
+        log.warning("the migration engine runs in another app of this process: this one runs no migrations")
+        return None
+    except Exception:
+        log.exception("the migration engine did not start: migrations cannot run until it does")
+        return None
+    ctx.workflows = workflows
+    try:
+        migration_flows.resume_interrupted(ctx)
+        migration_flows.count_states(ctx)
+    except Exception:
+        log.exception("looking for migrations to resume failed")
+    return workflows
 
 
 def _route_template(request: Request) -> str:

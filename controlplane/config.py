@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     cloud: str = Field(default="devcloud", max_length=64)
     clouds_yaml: Path | None = None
+    # Durable workflows of the migration engine (DBOS). The system database: by default a SQLite file beside the
+    # app's (its own write lock), or the app's PostgreSQL database (DBOS keeps its tables in schema "dbos").
+    workflows: bool = True
+    workflows_database_url: str = ""
+    workflows_executor_id: str = Field(default="local", max_length=64)  # unique per process sharing the database
+    # At most this many migrations of one agency run at once, and this many create servers on one cloud at once.
+    migration_agency_concurrency: int = Field(default=4, ge=1, le=100)
+    migration_cloud_concurrency: int = Field(default=4, ge=1, le=100)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_prod(self) -> Settings:
@@ -42,6 +50,16 @@ class Settings(BaseSettings):
     @cached_property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'controlplane.db'}"
+
+    @property
+    def effective_workflows_database_url(self) -> str:
+        if self.workflows_database_url:
+            return self.workflows_database_url
+        url = self.effective_database_url
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            return f"sqlite:///{path.with_name(path.stem + '-workflows.db')}"
+        return url
 
     @property
     def effective_clouds_yaml(self) -> Path | None:

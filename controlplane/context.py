@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         QuotaUsage,
         ServerInfo,
     )
+    from controlplane.migration.engine import Engine as WorkflowEngine
     from controlplane.monitoring.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,7 @@ class AppContext:
     cloud: CloudAccess = field(init=False, repr=False)
     operations: OperationExecutor = field(init=False, repr=False)
     automation: Automation = field(init=False, repr=False)
+    workflows: WorkflowEngine | None = field(init=False, repr=False, default=None)  # the migration engine, once started
 
     def __post_init__(self) -> None:
         self.cloud = CloudAccess(self.settings)

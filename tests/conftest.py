@@ -32,6 +32,8 @@ from controlplane.db import Base, make_engine, make_sessionmaker, transaction
 from controlplane.devcloud.cloud import DevCloud
 from controlplane.migrations import upgrade
 
+# The migration engine (DBOS, one per process) starts only in the apps of the tests that need it.
+os.environ.setdefault("CP_WORKFLOWS", "false")
 PG_ADMIN_URL = os.environ.get("CP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-battery-9"
 # Mid-2014: the 50% rule is in force and half of the year's sessions are still to come.

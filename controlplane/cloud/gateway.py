@@ -386,6 +386,14 @@ class CloudGateway:
                 raise CloudTimeout(f"server {server_id} still exists {timeout:.0f} s after its deletion")
             time.sleep(1)
 
+    def list_ports(self, *, device_ids: list[str]) -> list[dict[str, str]]:
+        """The Neutron ports still bound to these servers (deleted ones included): what a deletion left."""
+        def listing() -> list[dict[str, str]]:
+            return [{"id": p.id, "device_id": p.device_id, "network_id": p.network_id}
+                    for device in device_ids for p in self._conn.network.ports(device_id=device)]
+
+        return self._call("list ports", listing)
+
     def list_servers(self, *, project_id: str | None = None) -> list[ServerInfo]:
         def listing() -> list[Any]:
             query: dict[str, Any] = {"all_projects": self._is_admin()}

@@ -50,7 +50,7 @@ class Wave(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
     catalogue_version: Mapped[str] = mapped_column(String(32))
     cloud: Mapped[str] = mapped_column(String(64))
     credential_id: Mapped[int | None] = mapped_column(ForeignKey("automation_credentials.id"), default=None)
@@ -87,6 +87,10 @@ class Migration(Base):
     steps_done: Mapped[list[str]] = mapped_column(JSON, default=list)
     resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # servers made: {name: {id, address}}
     error: Mapped[str] = mapped_column(String(2000), default="")
+    # An operator's pause or cancel, taken up by the workflow between steps (cancel also stops a running job).
+    control: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The generated database owner's password (sealed): the same in every job of the migration, never shown.
+    secrets_sealed: Mapped[str | None] = mapped_column(Text, default=None)
     workflow_id: Mapped[str | None] = mapped_column(String(80), default=None)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # workflows started for it (run, retries)
     approved_by: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -110,7 +114,7 @@ class Rollback(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     migration_id: Mapped[str] = mapped_column(ForeignKey("migrations.id"), index=True)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(20))
     steps: Mapped[list[str]] = mapped_column(JSON)
     steps_done: Mapped[list[str]] = mapped_column(JSON, default=list)
     leftovers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -130,7 +134,7 @@ class StepRun(Base):
     migration_id: Mapped[str] = mapped_column(ForeignKey("migrations.id"), index=True)
     rollback_id: Mapped[str | None] = mapped_column(ForeignKey("migration_rollbacks.id"), default=None)
     step: Mapped[str] = mapped_column(String(24))
-    state: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | canceled
+    state: Mapped[str] = mapped_column(String(20))  # running | succeeded | failed | canceled
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # job ids, server ids, evidence summary
     error: Mapped[str] = mapped_column(String(2000), default="")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from controlplane.automation.metrics import JobMetrics
 from controlplane.cloud.metrics import CloudCollector
+from controlplane.migration.metrics import MigrationMetrics
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,4 @@ class Metrics:
         self.cloud = CloudCollector()
         self.registry.register(self.cloud)
         self.jobs = JobMetrics(self.registry)
+        self.migrations = MigrationMetrics(self.registry)

@@ -81,6 +81,7 @@ class FakeChecks:
     def __init__(self) -> None:
         self.requests: list[CheckRun] = []
         self.failing: set[tuple[str, str]] = set()  # (address, role)
+        self.failing_roles: set[str] = set()  # on every host
         self.error: str | None = None
 
     def run(self, request: CheckRun, *, cancel: threading.Event | None = None,
@@ -91,7 +92,7 @@ class FakeChecks:
         results = []
         for address in request.addresses:
             for role in request.check_vars["hosts"][address]["check_roles"]:
-                failed = (address, role) in self.failing
+                failed = (address, role) in self.failing or role in self.failing_roles
                 results.append(CheckResult(address, role, f"test_{role}_service_running",
                                            "failed" if failed else "passed", 0.2,
                                            f"AssertionError: {role} is not running" if failed else ""))

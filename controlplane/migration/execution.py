@@ -1,0 +1,264 @@
+"""Pure rules of running a migration: its states and the controls allowed in each, and the playbook jobs each step
+runs (hosts, groups, variables), built from the system's plan (domain.SystemPlan.to_dict()), the servers that
+provision made and the wave's inputs for the system (where its legacy side is, what to deploy, what data moves).
+
+Standard library only, like domain.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controlplane.migration.domain import ROLES, Step, StepError
+
+
+class State(StrEnum):
+    PENDING = "pending"  # in a wave that has not run yet
+    QUEUED = "queued"  # its workflow waits for a place in its agency's queue
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"  # everything before cutover is done; an operator approves it
+    PAUSED = "paused"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SUCCEEDED = "succeeded"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+    @property
+    def active(self) -> bool:
+        """A workflow of it is queued or running."""
+        return self in (State.QUEUED, State.RUNNING, State.ROLLING_BACK)
+
+    @property
+    def final(self) -> bool:
+        return self in (State.SUCCEEDED, State.ROLLED_BACK)
+
+
+class Control(StrEnum):
+    RUN = "run"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    APPROVE = "approve"
+    ROLLBACK = "rollback"
+
+
+# Which controls each state accepts. A pause or a cancel of a queued or running migration is a request that the
+# workflow takes up between steps (cancel also stops the playbook job running); the rest act at once.
+ALLOWED: dict[State, frozenset[Control]] = {
+    State.PENDING: frozenset({Control.RUN, Control.CANCEL}),
+    State.QUEUED: frozenset({Control.PAUSE, Control.CANCEL}),
+    State.RUNNING: frozenset({Control.PAUSE, Control.CANCEL}),
+    State.AWAITING_APPROVAL: frozenset({Control.APPROVE, Control.CANCEL, Control.ROLLBACK}),
+    State.PAUSED: frozenset({Control.RESUME, Control.CANCEL, Control.ROLLBACK}),
+    State.FAILED: frozenset({Control.RETRY, Control.CANCEL, Control.ROLLBACK}),
+    State.CANCELED: frozenset({Control.RETRY, Control.ROLLBACK}),
+    State.SUCCEEDED: frozenset(),
+    State.ROLLING_BACK: frozenset(),
+    State.ROLLED_BACK: frozenset(),
+    State.ROLLBACK_FAILED: frozenset({Control.ROLLBACK}),
+}
+
+
+def refusal(state: State | str, control: Control | str) -> str | None:
+    """Why `control` is refused in `state`; None when it is allowed."""
+    state, control = State(state), Control(control)
+    if control in ALLOWED[state]:
+        return None
+    accepted = sorted(ALLOWED[state])
+    hint = f"it accepts {', '.join(accepted)}" if accepted else "it accepts no control"
+    return f"cannot {control} a migration that is {state.value.replace('_', ' ')}: {hint}"
+
+
+def retry_from(steps: Sequence[str], done: Sequence[str], from_step: str | None) -> list[str]:
+    """The steps still counted done when a retry starts at `from_step` (default: the first not done)."""
+    if from_step is None:
+        return list(done)
+    if from_step not in steps:
+        raise StepError(f"{from_step} is not a step of this migration ({', '.join(steps)})", field="from_step")
+    if steps.index(from_step) > len(done):
+        raise StepError(f"{from_step} cannot run before {steps[len(done)]} is done", field="from_step")
+    if Step.RETIRE.value in done:
+        raise StepError("retire is done: the migration is complete", field="from_step")
+    return list(done[:steps.index(from_step)])
+
+
+# --------------------------------------------------------------------------- the jobs of the steps
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One playbook job of a step (the fields of automation.schemas.JobIn the engine sets)."""
+
+    playbook: str
+    hosts: tuple[dict[str, Any], ...]  # {name, address, groups, vars}
+    extravars: dict[str, Any]
+    verify: bool
+    what: str  # for events: "configure minwon-app-1, minwon-db-1"
+    secrets: tuple[str, ...] = ("postgresql_db_owner_password",)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The wave's inputs for one system (schemas.SystemInputs, as plain data).
+
+    front: the nginx host that serves the system's users ({name, address, vars}); cutover points it at the new
+    servers, rollback back at `legacy_upstreams`. artifact: what app_deploy installs ({kind, name, src | url,
+    checksum, health_content}). data: where the data comes from ({format, dump_src | csv_files, schema_src,
+    manifest_src | manifest}). network_cidr: the agency network's range (PostgreSQL admits the app servers
+    from it).
+    """
+
+    front: Mapping[str, Any] | None = None
+    legacy_upstreams: tuple[str, ...] = ()
+    artifact: Mapping[str, Any] | None = None
+    data: Mapping[str, Any] | None = None
+    network_cidr: str = ""
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+def inputs_of(data: Mapping[str, Any]) -> Inputs:
+    return Inputs(front=data.get("front"), legacy_upstreams=tuple(data.get("legacy_upstreams") or ()),
+                  artifact=data.get("artifact"), data=data.get("data"), network_cidr=data.get("network_cidr", ""),
+                  variables=dict(data.get("variables") or {}))
+
+
+def missing_inputs(plan: Mapping[str, Any], inputs: Inputs) -> list[tuple[str, str]]:
+    """(field, reason) for each input the system's steps need and the wave does not give."""
+    roles = {role for server in plan["servers"] for role in server["roles"]}
+    problems: list[tuple[str, str]] = []
+    if "app_deploy" in roles and not inputs.artifact:
+        problems.append(("artifact", "the system deploys an application (app_deploy): give its artifact "
+                                     "(kind, name, src or url, checksum)"))
+    if plan["data_moves"] and not inputs.data:
+        problems.append(("data", f"{len(plan['data_moves'])} database(s) move: give the data's source "
+                                 "(format, dump_src or csv_files, manifest_src or manifest)"))
+    if _backends(plan) and not inputs.front:
+        problems.append(("front", "cutover switches the users' nginx front: give it (name, address)"))
+    if inputs.front and not inputs.legacy_upstreams:
+        problems.append(("legacy_upstreams", "rollback points the front back at the legacy backends: give them "
+                                             "('10.0.0.5:8080')"))
+    return problems
+
+
+def database_owner(plan: Mapping[str, Any]) -> str:
+    return f"{_database(plan)}_app"
+
+
+def _database(plan: Mapping[str, Any]) -> str:
+    moves = plan["data_moves"]
+    return moves[0]["database"] if moves else str(plan["system"]).replace("-", "_")
+
+
+def _servers(plan: Mapping[str, Any], tier: str) -> list[Mapping[str, Any]]:
+    return [s for s in plan["servers"] if s["tier"] == tier]
+
+
+def _backends(plan: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """The new servers the front forwards to: the web tier when there is one, else the app tier (Tomcat)."""
+    web = _servers(plan, "web")
+    if web:
+        return [(s["name"], 80) for s in web]
+    return [(s["name"], 8080) for s in _servers(plan, "app") if "tomcat" in s["roles"]]
+
+
+def upstreams(plan: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return [f"{resources[name]['address']}:{port}" for name, port in _backends(plan)]
+
+
+def common_vars(plan: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
+    """Variables every job of the system gets."""
+    database, owner = _database(plan), database_owner(plan)
+    variables: dict[str, Any] = {"migration_system": plan["system"]}
+    if any("postgresql" in s["roles"] for s in plan["servers"]):
+        variables |= {"postgresql_db_name": database, "postgresql_db_owner": owner}
+        if _servers(plan, "app") and inputs.network_cidr:
+            # The app servers reach the database over the agency network.
+            variables |= {"postgresql_listen_addresses": ["*"], "postgresql_hba_entries": [
+                {"type": "host", "database": database, "user": owner, "address": inputs.network_cidr,
+                 "method": "scram-sha-256"},
+                {"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32",
+                 "method": "scram-sha-256"}]}
+    if any("tomcat" in s["roles"] for s in plan["servers"]):
+        ram = min(s["flavor"]["ram_mb"] for s in plan["servers"] if "tomcat" in s["roles"])
+        variables |= {"tomcat_heap_min": "64m", "tomcat_heap_max": f"{max(128, ram // 4)}m"}
+    return variables | dict(inputs.variables)
+
+
+def _host_vars(server: Mapping[str, Any], plan: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]],
+               inputs: Inputs) -> dict[str, Any]:
+    variables: dict[str, Any] = {}
+    if "app_deploy" in server["roles"] and inputs.artifact:
+        artifact = inputs.artifact
+        kind = artifact.get("kind", "war")
+        variables |= {"app_deploy_kind": kind, "app_deploy_name": artifact["name"],
+                      "app_deploy_artifact_checksum": artifact["checksum"]}
+        variables["app_deploy_artifact_url" if artifact.get("url") else "app_deploy_artifact_src"] = \
+            artifact.get("url") or artifact["src"]
+        if artifact.get("health_content"):
+            base = f"http://127.0.0.1:8080/{artifact['name']}/" if kind == "war" else "http://127.0.0.1/"
+            variables |= {"app_deploy_health_url": base, "app_deploy_health_content": artifact["health_content"]}
+    if "nginx" in server["roles"] and server["tier"] == "web":
+        app = [s for s in _servers(plan, "app") if "tomcat" in s["roles"]]
+        if app:  # a web tier in front of an app tier proxies to it
+            variables["nginx_upstreams"] = [f"{resources[s['name']]['address']}:8080" for s in app]
+    return variables
+
+
+def _hosts(plan: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]], inputs: Inputs,
+           roles: set[str], tiers: set[str] | None = None) -> tuple[dict[str, Any], ...]:
+    return tuple({"name": s["name"], "address": resources[s["name"]]["address"],
+                  "groups": [r for r in s["roles"] if r != "base" and r in roles],
+                  "vars": _host_vars(s, plan, resources, inputs)}
+                 for s in plan["servers"] if tiers is None or s["tier"] in tiers)
+
+
+def step_jobs(step: Step | str, plan: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]],
+              inputs: Inputs, *, rollback: bool = False) -> tuple[JobSpec, ...]:
+    """The playbook jobs of a step (of its undo when `rollback`); empty for steps that run none."""
+    step = Step(step)
+    common = common_vars(plan, inputs)
+    names = ", ".join(s["name"] for s in plan["servers"])
+    if step is Step.CONFIGURE and not rollback:
+        roles = {r for s in plan["servers"] for r in s["roles"]} - {"data_migration"}
+        ordered = [r for r in ROLES if r in roles]
+        return (JobSpec("migrate_system.yml", _hosts(plan, resources, inputs, roles),
+                        common | {"migration_steps": ordered}, verify=False, what=f"configure {names}"),)
+    if step is Step.MOVE_DATA and not rollback:
+        data = dict(inputs.data or {})
+        move_vars = {"data_migration_db_name": _database(plan), "data_migration_db_owner": database_owner(plan),
+                     "data_migration_format": data.get("format", "sql")}
+        for key in ("dump_src", "schema_src", "manifest_src", "manifest", "csv_files"):
+            if data.get(key):
+                move_vars[f"data_migration_{key}"] = data[key]
+        return (JobSpec("migrate_system.yml", _hosts(plan, resources, inputs, {"data_migration"}, {"db"}),
+                        common | move_vars | {"migration_steps": ["data_migration"]}, verify=False,
+                        what=f"move data into {_database(plan)}"),)
+    if step is Step.VERIFY and not rollback:
+        roles = {r for s in plan["servers"] for r in s["roles"]}
+        variables = common | step_jobs(Step.MOVE_DATA, plan, resources, inputs)[0].extravars \
+            if plan["data_moves"] else common
+        variables = {k: v for k, v in variables.items() if k != "migration_steps"}
+        return (JobSpec("verify.yml", _hosts(plan, resources, inputs, roles), variables, verify=True,
+                        what=f"verify {names}"),)
+    if step is Step.CUTOVER and inputs.front:
+        targets = list(inputs.legacy_upstreams) if rollback else upstreams(plan, resources)
+        front = inputs.front
+        host = {"name": front["name"], "address": front["address"], "groups": ["nginx"],
+                "vars": {**dict(front.get("vars") or {}), "nginx_upstreams": targets}}
+        side = "the legacy backends" if rollback else "the new servers"
+        return (JobSpec("migrate_system.yml", (host,), {"migration_system": plan["system"],
+                                                        "migration_steps": ["nginx"]},
+                        verify=True, what=f"point the front {front['name']} at {side} ({', '.join(targets)})",
+                        secrets=()),)
+    return ()
+
+
+def owner_tag(migration_id: str, server: str) -> str:
+    """The cp_owner of a migration's server: a retry finds it instead of creating a twin."""
+    return f"migration/{migration_id}/{server}"

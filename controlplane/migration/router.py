@@ -1,0 +1,197 @@
+"""HTTP routes of waves and migrations: make a wave from a clean plan, run it, control its migrations (pause,
+resume, cancel, retry from a step, approve the cutover, roll back), read them and follow their events (JSON and
+Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from controlplane.auth.deps import Ctx, DbSession, require
+from controlplane.auth.roles import Permission, Principal
+from controlplane.automation import flows as job_flows
+from controlplane.context import AppContext
+from controlplane.db import transaction
+from controlplane.errors import InvalidInput
+from controlplane.migration import flows, service
+from controlplane.migration.execution import Control, State, refusal
+from controlplane.migration.models import Migration
+from controlplane.migration.schemas import Accepted, EventRead, MigrationRead, RetryIn, WaveIn, WaveRead
+
+Reader = Annotated[Principal, Depends(require(Permission.MIGRATION_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.MIGRATION_WRITE))]
+Approver = Annotated[Principal, Depends(require(Permission.MIGRATION_APPROVE))]
+
+router = APIRouter(prefix="/api/v1", tags=["migrations"])
+STREAM_POLL_SECONDS = 0.5
+STREAM_KEEPALIVE_SECONDS = 15.0
+_WAVE_CONTROLS = (Control.PAUSE, Control.RESUME, Control.CANCEL)
+_QUEUEING = (Control.RUN, Control.RESUME, Control.RETRY, Control.APPROVE)
+
+
+@router.post("/waves", response_model=WaveRead, status_code=201,
+             summary="Make a wave of systems (planned now: 422 with every finding unless the plan is clean)")
+def create_wave(*, data: WaveIn, response: Response, principal: Writer, session: DbSession, ctx: Ctx) -> WaveRead:
+    wave = flows.create_wave(session, ctx=ctx, actor=principal, data=data)
+    response.headers["Location"] = f"{router.prefix}/waves/{wave.id}"
+    return service.wave_read(session, wave, viewer=principal)
+
+
+@router.get("/waves", response_model=list[WaveRead], summary="Waves, newest first")
+def list_waves(*, principal: Reader, session: DbSession, limit: int = Query(50, ge=1, le=500)) -> list[WaveRead]:
+    return [service.wave_read(session, w, viewer=principal, detail=False)
+            for w in service.list_waves(session, viewer=principal, limit=limit)]
+
+
+@router.get("/waves/{wave_id}", response_model=WaveRead,
+            summary="A wave with its migrations, their step runs (timings, jobs) and rollbacks")
+def get_wave(*, wave_id: int, principal: Reader, session: DbSession) -> WaveRead:
+    return service.wave_read(session, service.get_wave(session, viewer=principal, wave_id=wave_id), viewer=principal)
+
+
+@router.post("/waves/{wave_id}/run", response_model=WaveRead, status_code=202,
+             summary="Start every pending migration of the wave (durable workflows; 202)")
+def run_wave(*, wave_id: int, background: BackgroundTasks, principal: Writer, session: DbSession,
+             ctx: Ctx) -> WaveRead:
+    flows.engine(ctx)
+    wave = service.get_wave(session, viewer=principal, wave_id=wave_id)
+    queued = service.run_wave(session, clock=ctx.clock, actor=principal, wave=wave)
+    background.add_task(flows.submit, ctx, [_attempt(m) for m in queued])
+    return service.wave_read(session, wave, viewer=principal)
+
+
+@router.post("/waves/{wave_id}/{control}", response_model=WaveRead, status_code=202,
+             summary="pause, resume or cancel every migration of the wave that accepts it")
+def control_wave(*, wave_id: int, control: Control, background: BackgroundTasks, principal: Writer,
+                 session: DbSession, ctx: Ctx) -> WaveRead:
+    if control not in _WAVE_CONTROLS:
+        raise InvalidInput(f"a wave accepts {', '.join(_WAVE_CONTROLS)}; {control} is per migration",
+                           field="control")
+    wave = service.get_wave(session, viewer=principal, wave_id=wave_id)
+    touched = [m for m in wave.migrations if principal.can_reach(m.agency_id) and
+               refusal(m.state, control) is None]
+    if not touched:
+        raise service.ControlRefused(f"no migration of wave {wave.name} accepts {control}", field="control")
+    for migration in touched:
+        _apply(session, ctx, principal, migration, control, None, background)
+    return service.wave_read(session, wave, viewer=principal)
+
+
+@router.get("/migrations/{migration_id}", response_model=MigrationRead,
+            summary="A migration: state, steps done, servers, step runs and its rollback")
+def get_migration(*, migration_id: str, principal: Reader, session: DbSession) -> MigrationRead:
+    return service.migration_read(session, service.get_migration(session, viewer=principal,
+                                                                 migration_id=migration_id))
+
+
+@router.post("/migrations/{migration_id}/approve", response_model=Accepted, status_code=202,
+             summary="Approve the cutover of a migration awaiting it (the front is switched next)")
+def approve(*, migration_id: str, background: BackgroundTasks, principal: Approver, session: DbSession,
+            ctx: Ctx) -> Accepted:
+    migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
+    return _apply(session, ctx, principal, migration, Control.APPROVE, None, background)
+
+
+@router.post("/migrations/{migration_id}/retry", response_model=Accepted, status_code=202,
+             summary="Run a failed or canceled migration again from the failed step (or `from_step`)")
+def retry(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession, ctx: Ctx,
+          data: RetryIn | None = None) -> Accepted:
+    migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
+    return _apply(session, ctx, principal, migration, Control.RETRY, data.from_step if data else None, background)
+
+
+@router.post("/migrations/{migration_id}/rollback", response_model=Accepted, status_code=202,
+             summary="Undo a migration: front back to legacy, its servers deleted, then proven gone")
+def rollback(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession,
+             ctx: Ctx) -> Accepted:
+    flows.engine(ctx)
+    migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
+    undo = service.request_rollback(session, clock=ctx.clock, actor=principal, migration=migration)
+    background.add_task(flows.submit_rollback, ctx, rollback_id=undo.id, workflow_id=undo.workflow_id,
+                        agency=migration.agency.code)
+    return Accepted(state=migration.state, message=f"rollback of {migration.system.code}: "
+                                                   f"{' -> '.join(undo.steps) or 'nothing to undo'}",
+                    url=f"{router.prefix}/migrations/{migration.id}")
+
+
+@router.post("/migrations/{migration_id}/{control}", response_model=Accepted, status_code=202,
+             summary="pause, resume or cancel one migration")
+def control_migration(*, migration_id: str, control: Control, background: BackgroundTasks, principal: Writer,
+                      session: DbSession, ctx: Ctx) -> Accepted:
+    if control not in _WAVE_CONTROLS:
+        raise InvalidInput(f"{control} has a route of its own (/migrations/{{id}}/{control})", field="control")
+    migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
+    return _apply(session, ctx, principal, migration, control, None, background)
+
+
+def _attempt(migration: Migration) -> tuple[str, str, str]:
+    return migration.id, str(migration.workflow_id), migration.agency.code
+
+
+def _apply(session: DbSession, ctx: AppContext, principal: Principal, migration: Migration, control: Control,
+           from_step: str | None, background: BackgroundTasks) -> Accepted:
+    if control in _QUEUEING:
+        flows.engine(ctx)
+    message = service.request_control(session, clock=ctx.clock, actor=principal, migration=migration,
+                                      control=control, from_step=from_step)
+    if control in _QUEUEING:
+        background.add_task(flows.submit, ctx, [_attempt(migration)])
+    elif control is Control.CANCEL and State(migration.state).active:
+        job_id = flows.running_job(session, migration_id=migration.id)
+        if job_id is not None:
+            job_flows.cancel_job(session, ctx=ctx, actor=principal, job_id=job_id)
+            background.add_task(job_flows.signal_cancel, ctx, job_id=job_id)
+    return Accepted(state=migration.state, message=message, url=f"{router.prefix}/migrations/{migration.id}")
+
+
+@router.get("/waves/{wave_id}/events", response_model=list[EventRead],
+            summary="The wave's events after `after` (an event id), in order")
+def wave_events(*, wave_id: int, principal: Reader, session: DbSession, after: int = Query(0, ge=0),
+                limit: int = Query(1000, ge=1, le=5000)) -> list[EventRead]:
+    wave = service.get_wave(session, viewer=principal, wave_id=wave_id)
+    return service.events(session, viewer=principal, wave=wave, after=after, limit=limit)
+
+
+@router.get("/waves/{wave_id}/events/stream", response_class=StreamingResponse,
+            summary="The wave's events as Server-Sent Events (`wave-event`; `end` once nothing runs)",
+            responses={200: {"content": {"text/event-stream": {}}}})
+def stream_wave_events(*, wave_id: int, request: Request, principal: Reader, session: DbSession, ctx: Ctx,
+                       after: int = Query(0, ge=0),
+                       last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
+    service.get_wave(session, viewer=principal, wave_id=wave_id)  # 404 before the stream starts
+    start = last_event_id if last_event_id is not None else after
+    return StreamingResponse(_events(ctx, request, principal, wave_id, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(ctx: AppContext, request: Request, viewer: Principal, wave_id: int,
+                  after: int) -> AsyncIterator[str]:
+    def read(last: int) -> tuple[list[EventRead], str]:
+        with transaction(ctx.sessions) as session:
+            wave = service.get_wave(session, viewer=viewer, wave_id=wave_id)
+            return service.events(session, viewer=viewer, wave=wave, after=last, limit=500), wave.state
+
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    yield "retry: 2000\n\n"
+    while not await request.is_disconnected():
+        batch, state = await run_in_threadpool(read, after)
+        for event in batch:
+            after = event.id
+            yield f"id: {event.id}\nevent: wave-event\ndata: {event.model_dump_json()}\n\n"
+        if batch:
+            quiet_since = loop.time()
+            continue
+        if state not in (State.PENDING.value, State.RUNNING.value):
+            yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
+            return
+        if loop.time() - quiet_since > STREAM_KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            quiet_since = loop.time()
+        await asyncio.sleep(STREAM_POLL_SECONDS)

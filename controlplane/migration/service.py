@@ -1,0 +1,380 @@
+"""Waves and migrations in the database: made from a clean plan, read with agency scope, their states, step runs and
+events recorded as the workflows go. Keyword-only; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import secrets as random_secrets
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane.auth import audit
+from controlplane.auth.roles import Principal
+from controlplane.automation.service import get_credential
+from controlplane.clock import Clock
+from controlplane.errors import Conflict, InvalidInput, NotFound
+from controlplane.migration import domain
+from controlplane.migration.execution import Control, State, inputs_of, missing_inputs, refusal
+from controlplane.migration.models import AgencySystem, Migration, MigrationEvent, Rollback, StepRun, Wave
+from controlplane.migration.schemas import (
+    EventRead,
+    MigrationRead,
+    RollbackRead,
+    StepRunRead,
+    WaveIn,
+    WaveRead,
+)
+from controlplane.secrets import SecretBox
+
+SECRET_NAME = "postgresql_db_owner_password"
+
+
+class ControlRefused(Conflict):
+    code = "control_refused"
+
+
+def _actor_name(actor: audit.Actor) -> str:
+    return actor.username if isinstance(actor, Principal) else actor
+
+
+# --------------------------------------------------------------------------- waves
+
+
+def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, data: WaveIn,
+                plan: domain.MigrationPlan, cloud: str, network_cidrs: dict[str, str]) -> Wave:
+    """A draft wave with one pending migration per system of `plan` (which must be clean), all or nothing."""
+    if session.scalar(select(Wave.id).where(Wave.name == data.name)) is not None:
+        raise Conflict(f"a wave named '{data.name}' exists already", field="name")
+    if not plan.ok:
+        raise InvalidInput(f"the wave cannot be planned: {len(plan.findings)} finding(s), first: "
+                           f"{plan.findings[0].describe()}", field="systems",
+                           details=[f.to_dict() for f in plan.findings])
+    credential = get_credential(session, name=data.credential)
+    stray = sorted(set(data.inputs) - set(data.systems))
+    if stray:
+        raise InvalidInput(f"inputs for {stray[0]}, which is not in the wave", field=f"inputs.{stray[0]}")
+    system_plans = plan.systems
+    problems = []
+    for system_plan in system_plans:
+        given = data.inputs.get(system_plan.system)
+        inputs = inputs_of(given.model_dump(mode="json") if given else {})
+        problems += [{"field": f"inputs.{system_plan.system}.{name}", "message": why}
+                     for name, why in missing_inputs(system_plan.to_dict(), inputs)]
+    if problems:
+        raise InvalidInput(f"{problems[0]['field']}: {problems[0]['message']}", field=problems[0]["field"],
+                           details=problems)
+    now = clock.now()
+    wave = Wave(name=data.name, state=State.PENDING.value, catalogue_version=plan.catalogue_version, cloud=cloud,
+                credential_id=credential.id, created_by=_actor_name(actor), created_at=now)
+    session.add(wave)
+    session.flush()
+    rows = {s.code: s for s in session.scalars(
+        select(AgencySystem).where(AgencySystem.code.in_([p.system for p in system_plans])))}
+    in_wave = {p.system for p in system_plans}
+    for position, system_plan in enumerate(system_plans):
+        row = rows[system_plan.system]
+        given = data.inputs.get(system_plan.system)
+        legacy = {**(given.model_dump(mode="json") if given else {}),
+                  "network_cidr": network_cidrs.get(system_plan.agency, "")}
+        session.add(Migration(
+            id=str(uuid.uuid4()), wave_id=wave.id, system_id=row.id, agency_id=row.agency_id, position=position,
+            state=State.PENDING.value, plan=system_plan.to_dict(), legacy=legacy,
+            depends_on=[d for d in row.depends_on if d in in_wave], steps_done=[], resources={},
+            secrets_sealed=box.seal(random_secrets.token_urlsafe(24)), created_at=now))
+    session.flush()
+    audit.record(session, clock=clock, actor=actor, action="create", entity_type="wave", entity_id=wave.id,
+                 after={"name": wave.name, "systems": [p.system for p in system_plans], "cloud": cloud,
+                        "credential": credential.name, "summary": plan.summary()})
+    add_event(session, clock=clock, wave_id=wave.id, kind="state", state=wave.state,
+              message=f"wave {wave.name} made: {plan.summary()}")
+    return wave
+
+
+def _reach(viewer: audit.Actor, migration: Migration) -> bool:
+    return not isinstance(viewer, Principal) or viewer.can_reach(migration.agency_id)
+
+
+def get_wave(session: Session, *, viewer: audit.Actor, wave_id: int) -> Wave:
+    wave = session.get(Wave, wave_id)
+    if wave is None or not any(_reach(viewer, m) for m in wave.migrations):
+        raise NotFound(f"no wave {wave_id}", field="wave_id")
+    return wave
+
+
+def list_waves(session: Session, *, viewer: audit.Actor, limit: int = 100) -> list[Wave]:
+    waves = session.scalars(select(Wave).order_by(Wave.id.desc()).limit(limit))
+    return [w for w in waves if any(_reach(viewer, m) for m in w.migrations)]
+
+
+def get_migration(session: Session, *, viewer: audit.Actor, migration_id: str) -> Migration:
+    migration = session.get(Migration, migration_id)
+    if migration is None or not _reach(viewer, migration):
+        raise NotFound(f"no migration {migration_id}", field="migration_id")
+    return migration
+
+
+def find_migration(session: Session, *, viewer: audit.Actor, wave_id: int, system: str) -> Migration:
+    wave = get_wave(session, viewer=viewer, wave_id=wave_id)
+    for migration in wave.migrations:
+        if migration.system.code == system and _reach(viewer, migration):
+            return migration
+    raise NotFound(f"{system} is not in wave {wave_id}", field="system")
+
+
+def wave_state(states: Sequence[str]) -> str:
+    """A wave sums up its migrations: running while any is active or waits for an operator, else its outcome."""
+    kinds = set(states)
+    if kinds <= {State.PENDING.value}:
+        return State.PENDING.value
+    if kinds & {State.QUEUED.value, State.RUNNING.value, State.ROLLING_BACK.value}:
+        return State.RUNNING.value
+    for state in (State.FAILED, State.ROLLBACK_FAILED, State.AWAITING_APPROVAL, State.PAUSED, State.CANCELED):
+        if state.value in kinds:
+            return state.value
+    if kinds <= {State.SUCCEEDED.value, State.ROLLED_BACK.value}:
+        return State.SUCCEEDED.value if State.SUCCEEDED.value in kinds else State.ROLLED_BACK.value
+    return State.RUNNING.value
+
+
+def refresh_wave(session: Session, *, clock: Clock, wave: Wave) -> None:
+    """Sum the wave's state up again. Its row is locked first, so two migrations changing state at once cannot
+    both sum up from what the other had not committed yet (PostgreSQL; SQLite serialises writers anyway)."""
+    session.flush()
+    # FOR NO KEY UPDATE: the events' foreign keys hold KEY SHARE locks on the row, which this must not wait for.
+    session.execute(select(Wave.id).where(Wave.id == wave.id).with_for_update(key_share=True))
+    states = list(session.scalars(select(Migration.state).where(Migration.wave_id == wave.id)))
+    state = wave_state(states)
+    if state == wave.state:
+        return
+    wave.state = state
+    if state == State.RUNNING.value and wave.started_at is None:
+        wave.started_at = clock.now()
+    ended = all(State(s) in (State.SUCCEEDED, State.ROLLED_BACK, State.CANCELED) for s in states)
+    wave.finished_at = clock.now() if ended else None
+    add_event(session, clock=clock, wave_id=wave.id, kind="state", state=state, message=f"wave is {state}")
+
+
+# --------------------------------------------------------------------------- controls
+
+
+def check_control(migration: Migration, control: Control) -> None:
+    why = refusal(migration.state, control)
+    if why is not None:
+        raise ControlRefused(f"{migration.system.code}: {why}", field="state")
+
+
+def set_state(session: Session, *, clock: Clock, migration: Migration, state: State, message: str = "",
+              step: str | None = None, error: str | None = None) -> None:
+    migration.state = state.value
+    if error is not None:
+        migration.error = error
+    if state is State.RUNNING and migration.started_at is None:
+        migration.started_at = clock.now()
+    if state in (State.SUCCEEDED, State.ROLLED_BACK, State.CANCELED):
+        migration.finished_at = clock.now()
+    add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id,
+              system=migration.system.code, kind="state", state=state.value, step=step or migration.step,
+              message=message or state.value)
+    refresh_wave(session, clock=clock, wave=migration.wave)
+
+
+def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migration: Migration, control: Control,
+                    from_step: str | None = None) -> str:
+    """Apply an operator's control to a migration (audited); returns what happened. Starting the workflow it
+    may need is the caller's (after commit)."""
+    check_control(migration, control)
+    before = {"state": migration.state, "steps_done": list(migration.steps_done)}
+    name = migration.system.code
+    if control is Control.PAUSE:
+        migration.control = Control.PAUSE.value
+        message = f"{name} pauses after its current step"
+        add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id, system=name,
+                  kind="control", state=migration.state, message=message)
+    elif control is Control.CANCEL and State(migration.state).active:
+        migration.control = Control.CANCEL.value
+        message = f"{name} is being canceled"
+        add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id, system=name,
+                  kind="control", state=migration.state, message=message)
+    elif control is Control.CANCEL:
+        migration.control = None
+        message = f"{name} canceled"
+        set_state(session, clock=clock, migration=migration, state=State.CANCELED, message=message)
+    elif control is Control.APPROVE:
+        migration.approved_by, migration.approved_at = _actor_name(actor), clock.now()
+        message = f"cutover of {name} approved by {migration.approved_by}"
+        add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id, system=name,
+                  kind="approval", step=domain.Step.CUTOVER.value, state=migration.state, message=message)
+        queue(session, clock=clock, migration=migration)
+    elif control is Control.RETRY:
+        from controlplane.migration.execution import retry_from
+
+        try:
+            migration.steps_done = retry_from(migration.plan["steps"], migration.steps_done, from_step)
+        except domain.StepError as exc:
+            raise InvalidInput(str(exc), field=exc.field) from None
+        start = migration.plan["steps"][len(migration.steps_done)]
+        message = f"{name} retried from {start}"
+        migration.error = ""
+        queue(session, clock=clock, migration=migration, message=message)
+    else:  # run, resume
+        message = f"{name} {'resumed' if control is Control.RESUME else 'queued'}"
+        queue(session, clock=clock, migration=migration, message=message)
+    audit.record(session, clock=clock, actor=actor, action=control.value, entity_type="migration",
+                 entity_id=migration.id, agency_id=migration.agency_id, before=before,
+                 after={"state": migration.state, "control": migration.control, "from_step": from_step,
+                        "system": name})
+    return message
+
+
+def queue(session: Session, *, clock: Clock, migration: Migration, message: str = "") -> None:
+    """A new attempt of its workflow (the caller starts it under `workflow_id` once committed)."""
+    migration.attempt += 1
+    migration.control = None
+    migration.workflow_id = f"migration-{migration.id}-{migration.attempt}"
+    set_state(session, clock=clock, migration=migration, state=State.QUEUED, message=message or "queued")
+
+
+def run_wave(session: Session, *, clock: Clock, actor: audit.Actor, wave: Wave) -> list[Migration]:
+    """Queue every pending migration of the wave; 409 when none is pending."""
+    pending = [m for m in wave.migrations if m.state == State.PENDING.value]
+    if not pending:
+        raise ControlRefused(f"wave {wave.name} has no pending migration (it is {wave.state})", field="state")
+    for migration in pending:
+        queue(session, clock=clock, migration=migration, message=f"{migration.system.code} queued")
+    audit.record(session, clock=clock, actor=actor, action="run", entity_type="wave", entity_id=wave.id,
+                 after={"systems": [m.system.code for m in pending]})
+    return pending
+
+
+def request_rollback(session: Session, *, clock: Clock, actor: audit.Actor, migration: Migration) -> Rollback:
+    check_control(migration, Control.ROLLBACK)
+    failed = migration.step if migration.state in (State.FAILED.value, State.CANCELED.value,
+                                                   State.PAUSED.value) else None
+    steps = migration.plan["steps"]
+    if failed is not None and failed not in steps[len(migration.steps_done):len(migration.steps_done) + 1]:
+        failed = None
+    try:
+        undo = domain.rollback_steps(migration.steps_done, failed=failed,
+                                     steps=[domain.Step(s) for s in steps])
+    except domain.StepError as exc:
+        raise ControlRefused(f"{migration.system.code}: {exc}", field="state") from None
+    # Servers may exist although provision never finished (it failed or was cut short): undo it anyway.
+    if domain.Step.PROVISION not in undo and migration.resources:
+        undo = (*undo, domain.Step.PROVISION)
+    rollback = Rollback(id=str(uuid.uuid4()), migration_id=migration.id, state=State.RUNNING.value,
+                        steps=[s.value for s in undo], steps_done=[], leftovers={}, error="",
+                        workflow_id="", requested_by=_actor_name(actor), created_at=clock.now())
+    rollback.workflow_id = f"rollback-{rollback.id}"
+    session.add(rollback)
+    migration.attempt += 1
+    migration.control = None
+    migration.workflow_id = rollback.workflow_id
+    set_state(session, clock=clock, migration=migration, state=State.ROLLING_BACK,
+              message=f"rollback: {' -> '.join(rollback.steps) or 'nothing to undo'}")
+    audit.record(session, clock=clock, actor=actor, action="rollback", entity_type="migration",
+                 entity_id=migration.id, agency_id=migration.agency_id,
+                 after={"rollback": rollback.id, "steps": rollback.steps, "system": migration.system.code})
+    return rollback
+
+
+def current_rollback(session: Session, *, migration_id: str) -> Rollback | None:
+    return session.scalar(select(Rollback).where(Rollback.migration_id == migration_id)
+                          .order_by(Rollback.created_at.desc()).limit(1))
+
+
+# --------------------------------------------------------------------------- steps and events
+
+
+def start_step(session: Session, *, clock: Clock, migration: Migration, step: str,
+               rollback: Rollback | None = None) -> StepRun:
+    run = StepRun(migration_id=migration.id, rollback_id=rollback.id if rollback else None, step=step,
+                  state=State.RUNNING.value, detail={}, started_at=clock.now())
+    session.add(run)
+    if rollback is None:
+        migration.step = step
+    add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id,
+              system=migration.system.code, kind="step", step=step, state="running",
+              message=f"{'undo ' if rollback else ''}{step} started")
+    session.flush()
+    return run
+
+
+def end_step(session: Session, *, clock: Clock, run: StepRun, migration: Migration, state: str,
+             detail: dict[str, Any] | None = None, error: str = "", message: str = "") -> None:
+    run.state, run.error, run.finished_at = state, error[:2000], clock.now()
+    run.detail = {**run.detail, **(detail or {})}
+    run.duration = (run.finished_at - run.started_at).total_seconds()
+    prefix = "undo " if run.rollback_id else ""
+    add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id,
+              system=migration.system.code, kind="step", step=run.step, state=state,
+              message=message or error or f"{prefix}{run.step} {state} in {run.duration:.1f} s")
+
+
+def add_event(session: Session, *, clock: Clock, wave_id: int, kind: str, message: str,
+              migration_id: str | None = None, system: str | None = None, step: str | None = None,
+              state: str | None = None) -> None:
+    session.add(MigrationEvent(wave_id=wave_id, migration_id=migration_id, system=system, kind=kind, step=step,
+                               state=state, message=message[:4000], at=clock.now()))
+
+
+def events(session: Session, *, viewer: audit.Actor, wave: Wave, after: int = 0, limit: int = 1000
+           ) -> list[EventRead]:
+    reachable = {m.id for m in wave.migrations if _reach(viewer, m)}
+    everything = len(reachable) == len(wave.migrations)
+    rows = session.scalars(select(MigrationEvent).where(MigrationEvent.wave_id == wave.id, MigrationEvent.id > after)
+                           .order_by(MigrationEvent.id).limit(limit))
+    return [EventRead.model_validate(e, from_attributes=True) for e in rows
+            if e.migration_id in reachable or (e.migration_id is None and everything)]
+
+
+def last_event_id(session: Session, *, wave_id: int) -> int:
+    return session.scalar(select(func.max(MigrationEvent.id)).where(MigrationEvent.wave_id == wave_id)) or 0
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def step_run_reads(session: Session, *, migration_id: str) -> list[StepRunRead]:
+    runs = session.scalars(select(StepRun).where(StepRun.migration_id == migration_id).order_by(StepRun.id))
+    return [StepRunRead(step=r.step, state=r.state, rollback=r.rollback_id is not None, started_at=r.started_at,
+                        finished_at=r.finished_at, duration=r.duration, error=r.error, detail=r.detail)
+            for r in runs]
+
+
+def rollback_read(rollback: Rollback | None) -> RollbackRead | None:
+    return RollbackRead.model_validate(rollback, from_attributes=True) if rollback else None
+
+
+def migration_read(session: Session, migration: Migration, *, detail: bool = True) -> MigrationRead:
+    return MigrationRead(
+        id=migration.id, wave_id=migration.wave_id, system=migration.system.code, agency=migration.agency.code,
+        position=migration.position, state=State(migration.state), step=migration.step,
+        steps=migration.plan["steps"], steps_done=migration.steps_done, depends_on=migration.depends_on,
+        control=migration.control, error=migration.error, attempt=migration.attempt,
+        servers=migration.resources, approved_by=migration.approved_by, approved_at=migration.approved_at,
+        started_at=migration.started_at, finished_at=migration.finished_at,
+        step_runs=step_run_reads(session, migration_id=migration.id) if detail else [],
+        rollback=rollback_read(current_rollback(session, migration_id=migration.id)) if detail else None)
+
+
+def wave_read(session: Session, wave: Wave, *, viewer: audit.Actor, detail: bool = True) -> WaveRead:
+    migrations = [m for m in wave.migrations if _reach(viewer, m)]
+    counts: dict[str, int] = {}
+    for migration in migrations:
+        counts[migration.state] = counts.get(migration.state, 0) + 1
+    base = f"/api/v1/waves/{wave.id}"
+    return WaveRead(id=wave.id, name=wave.name, state=wave.state, cloud=wave.cloud,
+                    catalogue_version=wave.catalogue_version, created_by=wave.created_by, created_at=wave.created_at,
+                    started_at=wave.started_at, finished_at=wave.finished_at, counts=counts,
+                    migrations=[migration_read(session, m, detail=detail) for m in migrations], url=base,
+                    events_url=f"{base}/events", stream_url=f"{base}/events/stream")
+
+
+def active_workflows(session: Session) -> list[tuple[str, str]]:
+    """(migration id, workflow id) of the migrations a workflow should be running for."""
+    rows = session.execute(select(Migration.id, Migration.workflow_id).where(
+        Migration.state.in_([s.value for s in State if s.active]), Migration.workflow_id.is_not(None)))
+    return [(mid, wid) for mid, wid in rows if wid]
