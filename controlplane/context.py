@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         ServerInfo,
     )
     from controlplane.migration.engine import Engine as WorkflowEngine
+    from controlplane.migration.engine import WorkflowClient
     from controlplane.monitoring.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,8 @@ class AppContext:
     cloud: CloudAccess = field(init=False, repr=False)
     operations: OperationExecutor = field(init=False, repr=False)
     automation: Automation = field(init=False, repr=False)
-    workflows: WorkflowEngine | None = field(init=False, repr=False, default=None)  # the migration engine, once started
+    # The migration engine once started (or, in the CLI, a client of the server's engine).
+    workflows: WorkflowEngine | WorkflowClient | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.cloud = CloudAccess(self.settings)

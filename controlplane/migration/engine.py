@@ -12,17 +12,20 @@ DBOS is one per process: `Engine.start` configures and launches it for an AppCon
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
-from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSClient, EnqueueOptions, SetEnqueueOptions, SetWorkflowID
 
 from controlplane.context import AppContext
 from controlplane.migration import flows
 
 log = logging.getLogger(__name__)
 AGENCY_QUEUE = "cp-migrations"
+QUEUE_POLL_SECONDS = 0.25  # how soon a queued attempt starts once there is room (a query per queue per poll)
 APP_NAME = "controlplane"
 _current: AppContext | None = None
 _lock = threading.Lock()
@@ -48,6 +51,7 @@ class Engine:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.started = False
+        self._lock_file: IO[str] | None = None
 
     def start(self) -> None:
         global _current
@@ -56,6 +60,13 @@ class Engine:
             if _current is not None:
                 raise EngineBusy("another migration engine runs in this process (DBOS is one per process)")
             _current = self.ctx
+        try:
+            self._lock_file = _hold(settings.effective_workflows_database_url)
+        except BaseException:
+            with _lock:
+                _current = None
+            raise
+        _log_through_ours()
         config: Any = {"name": APP_NAME, "system_database_url": settings.effective_workflows_database_url,
                        "executor_id": settings.workflows_executor_id, "run_admin_server": False,
                        "application_version": "1", "log_level": "WARNING"}
@@ -63,12 +74,11 @@ class Engine:
             DBOS(config=config)
             DBOS.launch()
             DBOS.register_queue(AGENCY_QUEUE, partition_concurrency=settings.migration_agency_concurrency,
-                                polling_interval_sec=0.5, on_conflict="always_update")
+                                polling_interval_sec=QUEUE_POLL_SECONDS, on_conflict="always_update")
             DBOS.register_queue(cloud_queue(settings.cloud), global_concurrency=settings.migration_cloud_concurrency,
-                                polling_interval_sec=0.5, on_conflict="always_update")
+                                polling_interval_sec=QUEUE_POLL_SECONDS, on_conflict="always_update")
         except BaseException:
-            with _lock:
-                _current = None
+            self._release()
             raise
         self.started = True
         log.info("migration engine started (system database %s)", _safe(settings.effective_workflows_database_url))
@@ -81,8 +91,15 @@ class Engine:
             DBOS.destroy(workflow_completion_timeout_sec=0)
         finally:
             self.started = False
-            with _lock:
-                _current = None
+            self._release()
+
+    def _release(self) -> None:
+        global _current
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing drops the lock
+            self._lock_file = None
+        with _lock:
+            _current = None
 
     def submit(self, *, workflow_id: str, agency: str, migration_id: str | None = None,
                rollback_id: str | None = None) -> None:
@@ -99,6 +116,53 @@ class Engine:
 
     def wait(self, workflow_id: str) -> Any:
         return DBOS.retrieve_workflow(workflow_id).get_result()
+
+
+class WorkflowClient:
+    """Hands attempts to the engine of another process (the server) through the system database: what the CLI
+    uses when `controlplane serve` holds the engine."""
+
+    def __init__(self, url: str) -> None:
+        self._client = DBOSClient(system_database_url=url, application_name=APP_NAME)
+
+    def submit(self, *, workflow_id: str, agency: str, migration_id: str | None = None,
+               rollback_id: str | None = None) -> None:
+        options: EnqueueOptions = {"workflow_name": "cp.rollback" if rollback_id else "cp.migration",
+                                   "queue_name": AGENCY_QUEUE, "workflow_id": workflow_id,
+                                   "queue_partition_key": agency}
+        self._client.enqueue(options, rollback_id or migration_id)
+
+    def stop(self) -> None:
+        self._client.destroy()
+
+
+def _hold(url: str) -> IO[str] | None:
+    """One engine per SQLite system database: an exclusive lock on a file beside it (PostgreSQL: executors are
+    told apart by CP_WORKFLOWS_EXECUTOR_ID instead)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url.removeprefix("sqlite:///") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise EngineBusy(f"another process runs the migration engine on {path.with_suffix('')} (the server?)") \
+            from None
+    return handle
+
+
+def _log_through_ours() -> None:
+    """DBOS's records go to the app's logging (uvicorn's, the CLI's) instead of a console handler of its own,
+    which would keep writing to whatever stderr was when it was made."""
+    dbos_log = logging.getLogger("dbos")
+    for handler in list(dbos_log.handlers):
+        if handler.name == "__dbos_console_log_handler__":
+            dbos_log.removeHandler(handler)
+    if not dbos_log.handlers:
+        dbos_log.addHandler(logging.NullHandler())
+    dbos_log.propagate = True
 
 
 def _safe(url: str) -> str:
@@ -131,7 +195,7 @@ def _steps_of(migration_id: str) -> str:
         step = str(decision["step"])
         if step == "provision":
             handle = DBOS.enqueue_workflow(cloud_queue(decision["cloud"]), provision_workflow, migration_id)
-            handle.get_result()
+            handle.get_result(polling_interval_sec=QUEUE_POLL_SECONDS)
         else:
             run_step(migration_id, step)
 

@@ -36,7 +36,7 @@ from controlplane.migration.models import AgencySystem, Migration, Rollback, Ste
 from controlplane.migration.schemas import WaveIn
 
 log = logging.getLogger(__name__)
-WAIT_SECONDS = 5.0  # how often a migration waiting for its dependencies' cutover looks again
+WAIT_SECONDS = 1.0  # how often a migration waiting for its dependencies' cutover looks again
 JOB_TIMEOUT_SECONDS = 3600
 
 
@@ -142,6 +142,7 @@ def run_step(ctx: AppContext, migration_id: str, step: str) -> str:
         migration = _migration(session, migration_id)
         if step in migration.steps_done:
             return "succeeded"
+        service.interrupt_runs(session, clock=ctx.clock, migration=migration)
         run_id = service.start_step(session, clock=ctx.clock, migration=migration, step=step).id
     started = time.monotonic()
     outcome, error, detail = "succeeded", "", {}
@@ -376,6 +377,7 @@ def undo_step(ctx: AppContext, rollback_id: str, step: str) -> str:
         if step in rollback.steps_done:
             return "succeeded"
         migration = _migration(session, rollback.migration_id)
+        service.interrupt_runs(session, clock=ctx.clock, migration=migration)
         run_id = service.start_step(session, clock=ctx.clock, migration=migration, step=step, rollback=rollback).id
         migration_id = migration.id
     outcome, error, detail = "succeeded", "", {}
@@ -560,7 +562,8 @@ def create_wave(session: Session, *, ctx: AppContext, actor: audit.Actor, data: 
         raise InvalidInput(f"{unknown[0]} is not in the inventory", field="systems",
                            details=[{"field": "systems", "system": c, "message": "not in the inventory"}
                                     for c in unknown])
-    quotas, cloud_free = inventory.capacity_inputs(session, cloud=ctx.settings.cloud)
+    quotas, cloud_free = inventory.capacity_inputs(session, cloud=ctx.settings.cloud,
+                                                   cached=ctx.metrics.cloud.snapshot)
     try:
         plan = domain.plan_migration(systems, catalogue, domain.DEVCLOUD_FLAVORS, quotas=quotas,
                                      cloud_free=cloud_free, waves=[data.systems])

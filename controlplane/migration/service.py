@@ -302,6 +302,14 @@ def start_step(session: Session, *, clock: Clock, migration: Migration, step: st
     return run
 
 
+def interrupt_runs(session: Session, *, clock: Clock, migration: Migration) -> None:
+    """Close the step runs a stopped process left running (the workflow, recovered, runs the step again)."""
+    for run in session.scalars(select(StepRun).where(StepRun.migration_id == migration.id,
+                                                     StepRun.state == State.RUNNING.value)):
+        end_step(session, clock=clock, run=run, migration=migration, state="interrupted",
+                 error="the control plane stopped while this step ran; it runs again")
+
+
 def end_step(session: Session, *, clock: Clock, run: StepRun, migration: Migration, state: str,
              detail: dict[str, Any] | None = None, error: str = "", message: str = "") -> None:
     run.state, run.error, run.finished_at = state, error[:2000], clock.now()

@@ -163,13 +163,20 @@ class EngineApp:
 
 
 @pytest.fixture
+def engine_on() -> bool:
+    """Whether the app runs the engine (a test parametrizes it off to run the engine elsewhere: the CLI)."""
+    return True
+
+
+@pytest.fixture
 def engine_app(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session], catalogue: Any,
-               make_user: Callable[..., str], ssh_private_key: str, tmp_path: Path) -> Iterator[EngineApp]:
+               make_user: Callable[..., str], ssh_private_key: str, tmp_path: Path,
+               engine_on: bool) -> Iterator[EngineApp]:
     """The app with the engine on, MOIS onboarded on the fake cloud, the three systems, an operator and the
     credential `hosts-root`."""
     fake, runner, checks = MigrationCloud(), FakeRunner(), FakeChecks()
     engine_settings = settings.model_copy(update={
-        "workflows": True, "workflows_database_url": f"sqlite:///{tmp_path / 'workflows.db'}"})
+        "workflows": engine_on, "workflows_database_url": f"sqlite:///{tmp_path / 'workflows.db'}"})
     app = create_app(engine_settings, clock=clock, cloud_gateway=fake, playbook_runner=runner, check_runner=checks)
     with TestClient(app) as client:
         def login(username: str, role: str, agency: str | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from jobs_fakes import ssh_private_key  # noqa: F401  (fixture)
-from migration_fakes import API, EngineApp, engine_app, wave_body  # noqa: F401
+from migration_fakes import API, EngineApp, engine_app, engine_on, wave_body  # noqa: F401
 from sqlalchemy import func, select
 
 from controlplane.auth.models import AuditEntry
