@@ -165,8 +165,13 @@ def stream_wave_events(*, wave_id: int, request: Request, principal: Reader, ses
                        after: int = Query(0, ge=0),
                        last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
     service.get_wave(session, viewer=principal, wave_id=wave_id)  # 404 before the stream starts
-    start = last_event_id if last_event_id is not None else after
-    return StreamingResponse(_events(ctx, request, principal, wave_id, start), media_type="text/event-stream",
+    return wave_event_stream(ctx, request, principal, wave_id, last_event_id if last_event_id is not None else after)
+
+
+def wave_event_stream(ctx: AppContext, request: Request, viewer: Principal, wave_id: int,
+                      after: int) -> StreamingResponse:
+    """SSE of a wave's events from `after` on, until nothing of it runs (also the wave page's)."""
+    return StreamingResponse(_events(ctx, request, viewer, wave_id, after), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -279,6 +279,7 @@ def _nav(viewer: Viewer | None, path: str, t: Translator) -> list[NavGroup]:
     if principal.has(Permission.MIGRATION_READ):
         infra.append(item("/systems", "nav.systems"))
         infra.append(item("/adoption", "nav.adoption"))
+        infra.append(item("/waves", "nav.waves"))
     if principal.has(Permission.AGENCIES_READ):
         infra.append(item("/agencies", "nav.agencies"))
     if principal.has(Permission.AUDIT_READ):

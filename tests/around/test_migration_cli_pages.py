@@ -1,0 +1,153 @@
+"""`controlplane waves ...` and the wave pages, around fake ports: the CLI runs the engine itself when nothing else
+holds it, or hands the work to the server's engine and watches; progress bars per system; approvals from the CLI
+and from the page (CSRF-checked); bad input exits 2 naming the field."""
+
+# ruff: noqa: F811  (fixtures imported from migration_fakes are parameters of the tests)
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PASSWORD
+from jobs_fakes import ssh_private_key  # noqa: F401  (fixture)
+from migration_fakes import EngineApp, engine_app, engine_on, wave_body  # noqa: F401
+from typer.testing import CliRunner
+
+from controlplane.context import AppContext
+
+CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+
+@pytest.fixture
+def cli(engine_app: EngineApp, settings: Any, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> Callable[..., tuple[int, str]]:
+    """`controlplane ...` on the test databases; an engine it starts acts through the app's fakes."""
+    app = engine_app
+    monkeypatch.setenv("CP_ENV", "test")
+    monkeypatch.setenv("CP_DATABASE_URL", settings.effective_database_url)
+    monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("CP_WORKFLOWS_DATABASE_URL", f"sqlite:///{tmp_path / 'workflows.db'}")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr("controlplane.migration.waves_cli.POLL_SECONDS", 0.05)
+    from controlplane import cli as root
+
+    def context() -> AppContext:
+        ctx = root._cloud_context()
+        ctx.cloud.inject(app.cloud)
+        ctx.automation.inject(runner=app.runner, checks=app.checks)
+        return ctx
+
+    monkeypatch.setattr("controlplane.migration.waves_cli._context", context)
+
+    def run(*args: Any) -> tuple[int, str]:
+        result = CliRunner().invoke(root.app, [str(a) for a in args])
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, " ".join(re.sub(r"[│┃]", " ", result.output).split())
+
+    return run
+
+
+def _wave_file(app: EngineApp, tmp_path: Path, **overrides: Any) -> Path:
+    path = tmp_path / "wave.json"
+    path.write_text(json.dumps(wave_body(app.files, **overrides)))
+    return path
+
+
+@pytest.mark.parametrize("engine_on", [False])
+def test_the_cli_runs_the_engine_itself_when_no_server_holds_it(engine_app, cli, tmp_path):
+    app = engine_app
+    code, out = cli("waves", "create", _wave_file(app, tmp_path))
+    assert code == 0, out
+    assert "wave 1 wave-1: 3 systems (t-db, t-app, t-web)" in out
+    code, out = cli("waves", "run", 1, "--watch")
+    assert code == 0, out
+    assert "3 migrations queued" in out and "(the server runs them)" not in out
+    assert "awaiting approval: t-db, t-app, t-web" in out
+    assert "wave 1 wave-1: awaiting_approval" in out
+    for system in ("t-db", "t-app", "t-web"):
+        assert re.search(rf"{system} .*5/7|{system} .*4/6", out), out  # a bar per system: steps done of its steps
+    code, out = cli("waves", "approve", 1, "--all")
+    assert code == 0, out
+    assert "cutover of t-db approved by cli" in out
+    assert "wave 1 wave-1: succeeded" in out
+    code, out = cli("waves", "show", 1)
+    assert code == 0 and out.count("succeeded") >= 4 and "t-app-app-1" in out, out
+    code, out = cli("waves", "list")
+    assert code == 0 and "wave-1 succeeded 3 succeeded" in out, out
+
+
+def test_the_cli_hands_work_to_the_servers_engine_and_watches(engine_app, cli, tmp_path):
+    app = engine_app
+    assert cli("waves", "create", _wave_file(app, tmp_path))[0] == 0
+    code, out = cli("waves", "run", 1)
+    assert code == 0 and "3 migrations queued (the server runs them)" in out, out
+    app.wait(1)
+    code, out = cli("waves", "watch", 1)
+    assert code == 0 and "wave 1 wave-1: awaiting_approval" in out, out
+    app.runner.fail_host = "front-app"  # t-app's cutover will fail
+    code, out = cli("waves", "approve", 1, "--system", "t-app", "--system", "t-db")
+    assert code == 0, out
+    app.wait(1)
+    code, out = cli("waves", "watch", 1)
+    assert code == 1, out
+    assert "t-app: failed at cutover" in out and "front-app" in out
+    code, out = cli("waves", "rollback", 1, "--system", "t-web")
+    assert code == 0 and "rollback of t-web: provision" in out, out
+    app.wait(1)
+    assert app.migration(app.client.get("/api/v1/waves/1", headers=app.ops).json(), "t-web")["state"] == \
+        "rolled_back"
+
+
+def test_bad_input_exits_2_naming_the_field(engine_app, cli, tmp_path):
+    app = engine_app
+    code, out = cli("waves", "create", _wave_file(app, tmp_path, systems=["t-db", "nope"]))
+    assert code == 2 and "error: systems: nope is not in the inventory" in out, out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nsystems: []\ncredential: hosts-root\n")
+    code, out = cli("waves", "create", broken)
+    assert code == 2 and "systems" in out, out
+    code, out = cli("waves", "approve", 99, "--all")
+    assert code == 2 and "no wave 99" in out, out
+    assert cli("waves", "create", _wave_file(app, tmp_path))[0] == 0
+    code, out = cli("waves", "approve", 1, "--system", "t-zz")
+    assert code == 2 and "t-zz is not in wave 1" in out, out
+    code, out = cli("waves", "approve", 1, "--system", "t-db")
+    assert code == 2 and "cannot approve a migration that is pending" in out, out
+
+
+def test_the_wave_pages_show_progress_and_take_approvals(engine_app):
+    app = engine_app
+    app.post("/waves", 201, json=wave_body(app.files))
+    app.post("/waves/1/run")
+    app.wait(1)
+    client = app.client
+    client.cookies.clear()
+    assert client.post("/login", data={"username": "ops1", "password": PASSWORD, "next": "/waves"},
+                       follow_redirects=False).status_code == 303
+    listing = client.get("/waves")
+    assert listing.status_code == 200 and "wave-1" in listing.text and "전환 승인 대기" in listing.text
+    page = client.get("/waves/1")
+    assert page.status_code == 200
+    assert page.text.count('<progress max="7" value="5">') == 1 and page.text.count('value="4"') == 2
+    assert "t-app 전환 승인" in page.text
+    forged = client.post("/waves/1/approve", data={"csrf": "0" * 64,
+                                                   "migration": app.migration(app.wait(1), "t-db")["id"]},
+                         follow_redirects=False)
+    assert forged.status_code == 403
+    token = CSRF_RE.search(page.text)
+    assert token is not None
+    approved = client.post("/waves/1/approve", data={"csrf": token.group(1),
+                                                     "migration": app.migration(app.wait(1), "t-db")["id"]},
+                           follow_redirects=False)
+    assert approved.status_code == 303 and approved.headers["location"] == "/waves/1"
+    wave = app.wait(1)
+    assert app.migration(wave, "t-db")["state"] == "succeeded"
+    english = client.get("/waves/1?lang=en").text
+    assert "Progress per system" in english and "시스템별 진행" not in english
+    client.cookies.clear()
+    assert client.get("/waves/1", follow_redirects=False).status_code == 303
