@@ -241,9 +241,10 @@ def step_jobs(step: Step | str, plan: Mapping[str, Any], resources: Mapping[str,
                         what=f"move data into {_database(plan)}"),)
     if step is Step.VERIFY and not rollback:
         roles = {r for s in plan["servers"] for r in s["roles"]}
-        variables = common | step_jobs(Step.MOVE_DATA, plan, resources, inputs)[0].extravars \
-            if plan["data_moves"] else common
-        variables = {k: v for k, v in variables.items() if k != "migration_steps"}
+        variables = dict(common)
+        if plan["data_moves"]:  # the data checks read the manifest and the database's name
+            variables |= step_jobs(Step.MOVE_DATA, plan, resources, inputs)[0].extravars
+        variables.pop("migration_steps", None)
         return (JobSpec("verify.yml", _hosts(plan, resources, inputs, roles), variables, verify=True,
                         what=f"verify {names}"),)
     if step is Step.CUTOVER and inputs.front:
