@@ -45,7 +45,7 @@ from controlplane.db import make_engine, make_sessionmaker, transaction
 from controlplane.devcloud.cli import devcloud_app
 from controlplane.errors import AppError
 from controlplane.migration.cli import adoption, catalogue_app, plan, systems_app
-from controlplane.migration.waves_cli import waves_app
+from controlplane.migration.waves_cli import waves_app, worker
 
 app = typer.Typer(
     help="Control plane of the integrated cloud and video-conference network.", no_args_is_help=True,
@@ -69,6 +69,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(systems_app, name="systems")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(waves_app, name="waves")
+app.command("worker")(worker)
 app.command("adoption")(adoption)
 app.command("plan")(plan)
 

@@ -17,7 +17,7 @@ from controlplane.automation.service import get_credential
 from controlplane.clock import Clock
 from controlplane.errors import Conflict, InvalidInput, NotFound
 from controlplane.migration import domain
-from controlplane.migration.execution import Control, State, inputs_of, missing_inputs, refusal
+from controlplane.migration.execution import Control, State, inputs_of, missing_inputs, refusal, retry_from
 from controlplane.migration.models import AgencySystem, Migration, MigrationEvent, Rollback, StepRun, Wave
 from controlplane.migration.schemas import (
     EventRead,
@@ -209,8 +209,6 @@ def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migra
                   kind="approval", step=domain.Step.CUTOVER.value, state=migration.state, message=message)
         queue(session, clock=clock, migration=migration)
     elif control is Control.RETRY:
-        from controlplane.migration.execution import retry_from
-
         try:
             migration.steps_done = retry_from(migration.plan["steps"], migration.steps_done, from_step)
         except domain.StepError as exc:

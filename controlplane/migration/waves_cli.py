@@ -295,3 +295,33 @@ def waves_retry(wave_id: int, system: list[str] = _SYSTEM,
 def waves_rollback(wave_id: int, system: list[str] = _SYSTEM, every: bool = _ALL) -> None:
     """Undo migrations: the front back to the legacy side, their servers deleted, and proof nothing is left."""
     _control(wave_id, Control.ROLLBACK, system, every)
+
+
+def worker() -> None:
+    """Run the migration engine without the API until stopped (SIGTERM or Ctrl-C): beside `controlplane serve`
+    on a PostgreSQL system database (each process with its own CP_WORKFLOWS_EXECUTOR_ID), or alone."""
+    import signal
+    import threading
+
+    from controlplane.automation import flows as automation_flows
+
+    ctx = _context()
+    automation_flows.recover_interrupted(ctx)
+    engine = Engine(ctx)
+    try:
+        engine.start()
+    except EngineBusy as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    ctx.workflows = engine
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        resumed = flows.resume_interrupted(ctx)
+        console.print(f"migration engine running (executor {ctx.settings.workflows_executor_id}, {resumed} "
+                      "migrations queued or rolling back); stop it with Ctrl-C", highlight=False)
+        stop.wait()
+    finally:
+        engine.stop()
+        ctx.engine.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from conftest import PASSWORD
 from fastapi.testclient import TestClient
 from jobs_fakes import FakeChecks, FakeRunner
-from sqlalchemy import select
+from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from test_cloud_api_layer import SPEC, FakeCloud
 
@@ -175,8 +176,31 @@ def engine_app(settings: Settings, clock: FixedClock, sessions: sessionmaker[Ses
     """The app with the engine on, MOIS onboarded on the fake cloud, the three systems, an operator and the
     credential `hosts-root`."""
     fake, runner, checks = MigrationCloud(), FakeRunner(), FakeChecks()
-    engine_settings = settings.model_copy(update={
-        "workflows": engine_on, "workflows_database_url": f"sqlite:///{tmp_path / 'workflows.db'}"})
+    with _workflows_database(settings, tmp_path) as workflows_url:
+        yield from _engine_app(settings.model_copy(update={"workflows": engine_on,
+                                                           "workflows_database_url": workflows_url}),
+                               clock, sessions, make_user, ssh_private_key, tmp_path, fake, runner, checks)
+
+
+@contextmanager
+def _workflows_database(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """DBOS's system database for one test: a SQLite file beside a SQLite app database; on PostgreSQL, a database
+    of its own on the same server (DBOS creates it), dropped afterwards."""
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() != "postgresql":
+        yield f"sqlite:///{tmp_path / 'workflows.db'}"
+        return
+    name = f"cp_wf_{uuid.uuid4().hex[:12]}"
+    yield url.set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _engine_app(engine_settings: Settings, clock: FixedClock, sessions: sessionmaker[Session],
+                make_user: Callable[..., str], ssh_private_key: str, tmp_path: Path, fake: MigrationCloud,
+                runner: FakeRunner, checks: FakeChecks) -> Iterator[EngineApp]:
     app = create_app(engine_settings, clock=clock, cloud_gateway=fake, playbook_runner=runner, check_runner=checks)
     with TestClient(app) as client:
         def login(username: str, role: str, agency: str | None = None) -> dict[str, str]:

@@ -30,7 +30,7 @@ def cli(engine_app: EngineApp, settings: Any, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("CP_ENV", "test")
     monkeypatch.setenv("CP_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("CP_WORKFLOWS_DATABASE_URL", f"sqlite:///{tmp_path / 'workflows.db'}")
+    monkeypatch.setenv("CP_WORKFLOWS_DATABASE_URL", app.client.app.state.ctx.settings.workflows_database_url)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setattr("controlplane.migration.waves_cli.POLL_SECONDS", 0.05)
     from controlplane import cli as root
