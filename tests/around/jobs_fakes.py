@@ -45,8 +45,8 @@ class FakeRunner:
     def run(self, job: PlaybookJob, *, on_event: Callable[[JobEvent], None] | None = None,
             cancel: threading.Event | None = None) -> RunResult:
         self.jobs.append(job)
-        self.started.set()
         if self.error is not None:
+            self.started.set()
             raise self.error
         emit = on_event or (lambda _event: None)
         events: list[JobEvent] = []
@@ -57,6 +57,7 @@ class FakeRunner:
 
         add(JobEvent(1, "play", None, "site", "play", False, None, ""))
         add(JobEvent(2, "task", None, "Install packages", "task", False, None, ""))
+        self.started.set()  # under way, and its first events are stored
         if self.gate is not None:
             while not self.gate.wait(0.05):
                 if cancel is not None and cancel.is_set():
