@@ -12,7 +12,9 @@ approval gate (approved as soon as it is reached, by a thread standing in for th
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
+import shutil
 import sys
 import tempfile
 import threading
@@ -141,7 +143,8 @@ def main() -> int:
     parser.add_argument("--independent", action="store_true", help="no system calls another")
     args = parser.parse_args()
     seconds = {step: value * args.scale for step, value in MEASURED.items()}
-    work = Path(tempfile.mkdtemp(prefix="cp-bench-wave-"))
+    work = Path(tempfile.mkdtemp(prefix="cp-bench-wave-"))  # removed at exit
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     url = f"sqlite:///{work / 'controlplane.db'}"
     upgrade(url)
     settings = Settings(env="test", database_url=url, data_dir=work, cloud="bench", metrics_refresh_seconds=3600,

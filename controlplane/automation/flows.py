@@ -22,7 +22,7 @@ from controlplane.auth import audit
 from controlplane.automation import domain, service
 from controlplane.automation.domain import JobStatus, Outcome
 from controlplane.automation.models import Job
-from controlplane.automation.runner import PlaybookJob
+from controlplane.automation.runner import PlaybookJob, remove_orphaned_run_dirs
 from controlplane.automation.schemas import JobIn
 from controlplane.automation.verify import CheckRun, VerificationError
 from controlplane.cloud.flows import Busy, process_identity, runner_alive, secret_box
@@ -34,11 +34,14 @@ CANCEL_POLL_SECONDS = 1.0
 
 
 def recover_interrupted(ctx: AppContext) -> list[str]:
-    """At start: fail the jobs whose process died (the lifespan calls this once)."""
+    """At start: fail the jobs whose process died, and remove the run directories it left (the lifespan calls
+    this once)."""
     with transaction(ctx.sessions) as session:
         ids = service.interrupt_orphans(session, clock=ctx.clock, alive=runner_alive)
     for job_id in ids:
         log.warning("job %s was interrupted (its process is gone); marked failed", job_id)
+    for path in remove_orphaned_run_dirs():
+        log.warning("removed %s, left by a process that is gone", path)
     return ids
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,11 +104,11 @@ class PlaybookRunner:
             return False  # never written to the run's artifacts
 
         with _private_umask():
-            private = Path(tempfile.mkdtemp(prefix="cp-job-", dir=self.work_dir))  # mkdtemp: mode 0700
+            private = Path(tempfile.mkdtemp(prefix=run_dir_prefix("job"), dir=self.work_dir))  # mode 0700
             # The job's own SSH master connections: a master of an earlier job (ControlPersist) could otherwise serve
             # this one for a host that has since been replaced at the same address. In the system's temporary
             # directory, whatever work_dir is: a socket's path must stay under ~100 characters.
-            control_dir = Path(tempfile.mkdtemp(prefix="cp-ssh-"))
+            control_dir = Path(tempfile.mkdtemp(prefix=run_dir_prefix("ssh")))
             try:
                 secrets_file = self._write_private(private, job)
                 envvars = self._environment()
@@ -162,6 +163,34 @@ class PlaybookRunner:
         secrets_file = env / "secret-vars.json"
         write_private(secrets_file, json.dumps(dict(job.secrets)))
         return secrets_file
+
+
+RUN_DIR_KINDS = ("job", "ssh", "checks")
+
+
+def run_dir_prefix(kind: str) -> str:
+    """cp-<kind>-<pid>.<start ticks>-: the process that made a run directory is in its name, so that one a dead
+    process left behind (a crash: its secret vars file, key, SSH sockets) can be told from a live one's."""
+    from controlplane.cloud.flows import process_identity
+
+    return f"cp-{kind}-{os.getpid()}.{process_identity().rsplit(':', 1)[1]}-"
+
+
+def remove_orphaned_run_dirs(directory: Path | None = None) -> list[Path]:
+    """Remove the run directories (jobs, SSH masters, checks) of processes that are gone; returns them."""
+    from controlplane.cloud.flows import runner_alive
+
+    removed = []
+    for kind in RUN_DIR_KINDS:
+        for path in (directory or Path(tempfile.gettempdir())).glob(f"cp-{kind}-*"):
+            pid, _, ticks = path.name.removeprefix(f"cp-{kind}-").split("-", 1)[0].partition(".")
+            if not pid.isdigit() or runner_alive(f"{socket.gethostname()}:{pid}:{ticks}"):
+                continue  # a live process's, or not named by this version
+            if kind == "ssh":
+                _close_masters(path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _close_masters(control_dir: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from controlplane.automation.domain import ROLES, CheckResult, checks_from_evidence, redact
-from controlplane.automation.runner import write_private
+from controlplane.automation.runner import run_dir_prefix, write_private
 
 CHECKS = Path(__file__).resolve().parent.parent.parent / "playbooks" / "checks"
 _PLUGIN = "controlplane.automation.check_host_keys"
@@ -56,7 +56,7 @@ class CheckRunner:
         if unknown:
             raise VerificationError(f"no checks for role {unknown[0]!r}")
         secret_values = [*secrets, request.private_key]
-        private = Path(tempfile.mkdtemp(prefix="cp-checks-", dir=self.work_dir))
+        private = Path(tempfile.mkdtemp(prefix=run_dir_prefix("checks"), dir=self.work_dir))
         try:
             key = write_private(private / "id", request.private_key.rstrip("\n") + "\n")
             check_vars = write_private(private / "check-vars.json", json.dumps(request.check_vars))
