@@ -114,9 +114,6 @@ class Engine:
         status = DBOS.get_workflow_status(workflow_id)
         return status.status if status else None
 
-    def wait(self, workflow_id: str) -> Any:
-        return DBOS.retrieve_workflow(workflow_id).get_result()
-
 
 class WorkflowClient:
     """Hands attempts to the engine of another process (the server) through the system database: what the CLI

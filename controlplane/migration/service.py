@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
@@ -115,13 +115,6 @@ def get_migration(session: Session, *, viewer: audit.Actor, migration_id: str) -
         raise NotFound(f"no migration {migration_id}", field="migration_id")
     return migration
 
-
-def find_migration(session: Session, *, viewer: audit.Actor, wave_id: int, system: str) -> Migration:
-    wave = get_wave(session, viewer=viewer, wave_id=wave_id)
-    for migration in wave.migrations:
-        if migration.system.code == system and _reach(viewer, migration):
-            return migration
-    raise NotFound(f"{system} is not in wave {wave_id}", field="system")
 
 
 def wave_state(states: Sequence[str]) -> str:
@@ -336,9 +329,6 @@ def events(session: Session, *, viewer: audit.Actor, wave: Wave, after: int = 0,
             if e.migration_id in reachable or (e.migration_id is None and everything)]
 
 
-def last_event_id(session: Session, *, wave_id: int) -> int:
-    return session.scalar(select(func.max(MigrationEvent.id)).where(MigrationEvent.wave_id == wave_id)) or 0
-
 
 # --------------------------------------------------------------------------- reads
 
@@ -377,10 +367,3 @@ def wave_read(session: Session, wave: Wave, *, viewer: audit.Actor, detail: bool
                     started_at=wave.started_at, finished_at=wave.finished_at, counts=counts,
                     migrations=[migration_read(session, m, detail=detail) for m in migrations], url=base,
                     events_url=f"{base}/events", stream_url=f"{base}/events/stream")
-
-
-def active_workflows(session: Session) -> list[tuple[str, str]]:
-    """(migration id, workflow id) of the migrations a workflow should be running for."""
-    rows = session.execute(select(Migration.id, Migration.workflow_id).where(
-        Migration.state.in_([s.value for s in State if s.active]), Migration.workflow_id.is_not(None)))
-    return [(mid, wid) for mid, wid in rows if wid]
