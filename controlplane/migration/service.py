@@ -133,16 +133,17 @@ def wave_state(states: Sequence[str]) -> str:
 
 
 def refresh_wave(session: Session, *, clock: Clock, wave: Wave) -> None:
-    """Sum the wave's state up again. Its row is locked first, so two migrations changing state at once cannot
-    both sum up from what the other had not committed yet (PostgreSQL; SQLite serialises writers anyway)."""
+    """Sum the wave's state up again, from the database as it is now: the wave's row is read locked (PostgreSQL;
+    SQLite serialises writers anyway) and fresh, so two migrations changing state at once cannot sum up from what
+    the other had not committed, nor compare with a state this session read earlier."""
     session.flush()
     # FOR NO KEY UPDATE: the events' foreign keys hold KEY SHARE locks on the row, which this must not wait for.
-    session.execute(select(Wave.id).where(Wave.id == wave.id).with_for_update(key_share=True))
+    stored = session.execute(select(Wave.state).where(Wave.id == wave.id).with_for_update(key_share=True)).scalar_one()
     states = list(session.scalars(select(Migration.state).where(Migration.wave_id == wave.id)))
     state = wave_state(states)
-    if state == wave.state:
-        return
     wave.state = state
+    if state == stored:
+        return
     if state == State.RUNNING.value and wave.started_at is None:
         wave.started_at = clock.now()
     ended = all(State(s) in (State.SUCCEEDED, State.ROLLED_BACK, State.CANCELED) for s in states)
