@@ -317,8 +317,10 @@ class DevCloud:
         }
 
         def api(name: str, port: int, module: str, config_env: dict[str, str], workers: str = "gthread") -> Service:
+            # gthread: idle connections are kept 75 s, not gunicorn's 2 s, which the SDK's 2 s status polls met
+            # just as the server closed them ("Remote end closed connection without response").
             worker_args = ("-w", "2", "-k", "sync") if workers == "sync" else ("-w", "1", "-k", "gthread",
-                                                                             "--threads", "4")
+                                                                             "--threads", "4", "--keep-alive", "75")
             return Service(name, (
                 self._bin("gunicorn"), "--no-control-socket", *worker_args, "--timeout", "300",
                 "-b", f"127.0.0.1:{port}", "--pythonpath", str(self.state_dir / "wsgi"), f"{module}:application",
