@@ -1,8 +1,8 @@
 """DevCloud: install, configure, start and stop a real OpenStack on 127.0.0.1 whose servers are nspawn hosts.
 
-Keystone, Glance, Placement, Nova (api, conductor, scheduler, compute with the project's nspawn driver) and
-Neutron (ml2 without agents, the project's binding driver), on a private MariaDB and RabbitMQ of its own
-(own ports, data in the state directory) so the machine's servers are never touched.
+Keystone, Glance, Placement, Nova (api, conductor, scheduler, compute with the project's nspawn driver, which also
+enforces security groups on its hosts) and Neutron (ml2 without agents, the project's binding driver), on a private
+MariaDB and RabbitMQ of its own (own ports, data in the state directory) so the machine's servers are never touched.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controlplane.devcloud import configs
+from controlplane.devcloud import admin_group, configs
 from controlplane.devcloud.configs import ConfigContext, Ports, Secrets
 from controlplane.devcloud.processes import DevCloudError, Service, Supervisor, port_open
 
@@ -110,6 +110,9 @@ class DevCloud:
             if self._all_running() and self.clouds_yaml.exists():
                 say("dev cloud already running")
                 return
+            if shutil.which("nft") is None:
+                raise DevCloudError("nft is missing (Debian package nftables): the hosts' security groups are "
+                                    "nftables rules; scripts/setup installs it")
             # The hosts' root filesystem (debootstrap, ~45 s the first time) builds while OpenStack installs.
             with ThreadPoolExecutor(1) as pool:
                 base = pool.submit(self._hosts().ensure_base)
@@ -195,6 +198,8 @@ class DevCloud:
         self._start(self._services(ctx, APIS[1:] + NOVA_DAEMONS))
         self._discover_compute(ctx, say)
         self._seed(ctx, "resources", say)
+        say("seeding the cloud: the admin project's default security group")
+        admin_group.seed(configs.KEYSTONE_URL, f"http://127.0.0.1:{ctx.ports.neutron}", ctx.secrets.admin_password)
         self.clouds_yaml.write_text(configs.clouds_yaml(ctx, CLOUD_NAME))
         self.clouds_yaml.chmod(0o600)
         say(f"dev cloud up: OS_CLIENT_CONFIG_FILE={self.clouds_yaml} OS_CLOUD={CLOUD_NAME}")

@@ -2,6 +2,9 @@
 
 Standard library only: the control plane imports this module, and so does nova-compute from the dev cloud's own
 virtualenv (controlplane.devcloud.nova_driver).
+A host's firewall is a table of nftables rules in its namespace (controlplane.devcloud.firewall), loaded through
+`before_boot` before the host first runs and replaced by `apply_firewall`; the hosts run without CAP_NET_ADMIN, so
+they cannot change it. Whether a host has booted is asked from inside its namespace, which its firewall leaves alone.
 
 On disk:
 - `<cache_dir>/rootfs/bookworm-<hash>`: the debootstrap base, the read-only lower layer of every host;
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import hashlib
@@ -35,8 +39,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from controlplane.devcloud.firewall import FAMILY as FIREWALL_FAMILY
+from controlplane.devcloud.firewall import TABLE as FIREWALL_TABLE
 
 SUITE = "bookworm"
 BASE_PACKAGES = ("openssh-server", "python3", "iproute2", "procps", "sudo", "ca-certificates", "apt-utils", "less",
@@ -105,9 +112,10 @@ def bridge_name_for(network_id: str) -> str:
     return BRIDGE_PREFIX + key
 
 
-def _run(*argv: str, timeout: float = 60) -> str:
+def _run(*argv: str, timeout: float = 60, stdin: str | None = None) -> str:
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,  # noqa: S603
+                                check=False)
     except subprocess.TimeoutExpired as exc:
         raise HostError(f"`{' '.join(argv)}` did not finish within {timeout:.0f} s") from exc
     if result.returncode != 0:
@@ -194,6 +202,35 @@ def _answers(address: str, port: int, banner: bytes = b"") -> bool:
     try:
         with socket.create_connection((address, port), timeout=1) as sock:
             return not banner or sock.recv(len(banner)) == banner
+    except OSError:
+        return False
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _socket_in(netns: str) -> socket.socket:
+    """A TCP socket of the namespace `netns`: this thread enters it only to create the socket, which stays there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as own, open(f"/run/netns/{netns}") as target:
+        if libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot enter network namespace {netns}")
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        finally:
+            if libc.setns(own.fileno(), _CLONE_NEWNET) != 0:
+                # A thread left in a host's namespace would reach the host instead of this machine: stop here.
+                os.write(2, f"cannot leave network namespace {netns}\n".encode())
+                os._exit(70)
+
+
+def _answers_inside(netns: str, address: str, port: int, banner: bytes) -> bool:
+    """Whether the host answers at its own address from inside its namespace, where its firewall does not filter."""
+    try:
+        with _socket_in(netns) as sock:
+            sock.settimeout(1)
+            sock.connect((address, port))
+            return sock.recv(len(banner)) == banner
     except OSError:
         return False
 
@@ -294,9 +331,12 @@ def _terminate(pid_file: Path, timeout: float) -> None:
 class HostManager:
     """Hosts and the apt proxy under `state_dir`; the base root filesystem and the package cache under `cache_dir`."""
 
-    def __init__(self, state_dir: Path, cache_dir: Path) -> None:
+    def __init__(self, state_dir: Path, cache_dir: Path,
+                 before_boot: Callable[[HostInfo], None] | None = None) -> None:
         self.state_dir = state_dir.absolute()
         self.cache_dir = cache_dir.absolute()
+        # Called with a host once its namespace is wired, before it boots (the dev cloud loads its firewall there).
+        self.before_boot = before_boot
         for path in (self.state_dir, self.cache_dir):
             if any(char in str(path) for char in ",:"):
                 raise HostError(f"{path} must be free of ',' and ':': it goes into overlay mount options")
@@ -471,13 +511,17 @@ class HostManager:
             self._mount(host_dir, Path(meta["base"]))
         netns = NETNS_PREFIX + name
         self._wire(name, ipaddress.ip_interface(info.address), info.gateway, info.network_id)
+        if self.before_boot is not None:
+            self.before_boot(info)
         pid_file, log = host_dir / "nspawn.pid", host_dir / "console.log"
         pid = _spawn(["systemd-nspawn", "-q", "-D", str(host_dir / "root"), "-M", name, "--register=no",
                       "--keep-unit", f"--network-namespace-path=/run/netns/{netns}", "--console=read-only",
-                      "--resolv-conf=off", "-b"],
+                      # nspawn's default already; said here because the host's firewall lives in its namespace.
+                      "--drop-capability=CAP_NET_ADMIN", "--resolv-conf=off", "-b"],
                      log, pid_file)
         deadline = time.monotonic() + boot_timeout
-        while not _answers(info.ip, 22, banner=b"SSH-"):
+        # Asked from inside: whether this machine may reach the host is up to its security groups.
+        while not _answers_inside(netns, info.ip, 22, banner=b"SSH-"):
             if _recorded(pid_file) != pid:
                 raise HostError(f"host {name} ({info.ip}) stopped while booting; see {log}")
             if time.monotonic() > deadline:
@@ -531,6 +575,34 @@ class HostManager:
         _delete_netns(NETNS_PREFIX + name)
         if host_dir.exists():
             shutil.rmtree(host_dir)
+
+    # -- firewall: a table of nftables rules in the host's namespace ----------------------------------------------
+    def has_network(self, name: str) -> bool:
+        """Whether the host's namespace is wired (from its first boot until it is destroyed)."""
+        return _netns_exists(NETNS_PREFIX + name) and _link_exists(VETH_PREFIX + name)
+
+    def apply_firewall(self, name: str, script: str) -> str:
+        """Load an nft script in the host's namespace (one transaction); return the table as the kernel lists it."""
+        self._host_dir(name)  # checks the name
+        _run("ip", "netns", "exec", NETNS_PREFIX + name, "nft", "-f", "-", stdin=script)
+        return self.firewall_listing(name)
+
+    def firewall_listing(self, name: str) -> str:
+        """Our table as the kernel lists it; empty when the namespace has none."""
+        netns, table = NETNS_PREFIX + name, f"{FIREWALL_FAMILY} {FIREWALL_TABLE}"
+        self._host_dir(name)
+        if not _netns_exists(netns):
+            raise HostError(f"host {name} has no network namespace")
+        argv = ["ip", "netns", "exec", netns, "nft", "list", "table", *table.split()]
+        try:
+            listing = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
+        except subprocess.TimeoutExpired as exc:
+            raise HostError(f"host {name}: `nft list table {table}` did not finish within 30 s") from exc
+        if listing.returncode != 0:
+            if "No such file or directory" in listing.stderr:
+                return ""
+            raise HostError(f"host {name}: `nft list table {table}` failed: {listing.stderr.strip()[-500:]}")
+        return listing.stdout
 
     def list(self) -> builtins.list[HostInfo]:
         return [info for info in map(self.get, self._names()) if info is not None]

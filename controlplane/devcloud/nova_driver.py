@@ -5,6 +5,11 @@ nova/virt package, with this repository on its PYTHONPATH, and with CP_DEVCLOUD_
 set (hosts live under `$CP_DEVCLOUD_STATE_DIR/hosts`). A server is ACTIVE only once its host has booted at the
 server's fixed IP and answers SSH; a host that cannot be built puts the server in ERROR with the reason.
 Only the first network interface of a server becomes the host's eth0.
+
+Security groups are enforced on the hosts, as Neutron's agents would on a hypervisor (this cloud runs none): each
+host's namespace holds an nftables table that follows its port's groups (controlplane/devcloud/firewall_sync.py),
+loaded before the host boots and kept in step by a thread of this driver that reads Neutron every 2 s with the
+service credentials Nova has.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from neutronclient.common import exceptions as neutron_errors
+from nova import context as nova_context
 from nova import exception
 from nova.compute import power_state
+from nova.network import neutron
 from nova.virt import fake, hardware
 
+from controlplane.devcloud.firewall import NetworkState
+from controlplane.devcloud.firewall_sync import FirewallSync
 from controlplane.devcloud.hosts import HostError, HostManager, host_name_for
+
+PORT_FIELDS = ["id", "device_id", "fixed_ips", "allowed_address_pairs", "security_groups", "port_security_enabled"]
 
 
 def _fixed_ip(network_info: Any) -> tuple[str, str, str]:
@@ -31,6 +43,19 @@ def _fixed_ip(network_info: Any) -> tuple[str, str, str]:
                     prefix = ipaddress.ip_network(subnet["cidr"]).prefixlen
                     return f"{ip['address']}/{prefix}", gateway, vif["network"]["id"]
     raise HostError("the server needs a port with an IPv4 fixed IP on a subnet that has a gateway")
+
+
+def _neutron_state() -> NetworkState:
+    """Every port, security group and address group, read with Nova's service credentials (admin: all projects)."""
+    client = neutron.get_client(nova_context.get_admin_context(), admin=True)
+    ports = client.list_ports(fields=PORT_FIELDS)["ports"]
+    groups = client.list_security_groups()["security_groups"]
+    try:
+        # neutronclient has no call of its own for address groups (remote_address_group_id).
+        address_groups = client.list("address_groups", "/address-groups")["address_groups"]
+    except neutron_errors.NotFound:
+        address_groups = []
+    return NetworkState.from_neutron(ports, groups, address_groups)
 
 
 def _environment_dir(variable: str) -> Path:
@@ -46,6 +71,16 @@ class NspawnDriver(fake.FakeDriverWithoutFakeNodes):
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi, read_only)
         self.hosts = HostManager(_environment_dir("CP_DEVCLOUD_STATE_DIR"), _environment_dir("CP_DEVCLOUD_CACHE_DIR"))
+        self.firewalls = FirewallSync(self.hosts, _neutron_state)
+        self.hosts.before_boot = self.firewalls.enforce
+
+    def init_host(self, host: str) -> None:
+        super().init_host(host)
+        self.firewalls.start()
+
+    def cleanup_host(self, host: str) -> None:
+        self.firewalls.stop()
+        super().cleanup_host(host)
 
     def _create(self, instance: Any, network_info: Any) -> None:
         address, gateway, network_id = _fixed_ip(network_info)

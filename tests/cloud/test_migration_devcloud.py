@@ -243,8 +243,10 @@ def _conn(devcloud: Any) -> Any:
 
 def _onboard(estate: Estate, devcloud: Any, ssh_key: Any) -> None:
     cidr = f"10.87.{random.randint(1, 254)}.0/24"
+    # The dev cloud enforces security groups: every port the tiers use is declared (SSH and the users' HTTP from
+    # here, front -> app on 8080, app -> db on 5432).
     ingress = [{"protocol": "tcp", "port_min": port, "port_max": port, "remote_cidr": "10.0.0.0/8"}
-               for port in (22, 80, 8080)] + [{"protocol": "icmp", "remote_cidr": "10.0.0.0/8"}]
+               for port in (22, 80, 8080, 5432)] + [{"protocol": "icmp", "remote_cidr": "10.0.0.0/8"}]
     response = httpx.put(f"{estate.server.url}/api/v1/cloud/agencies/{estate.agency}/onboarding",
                          headers=estate.headers, json={
                              "quotas": {"instances": 8, "cores": 8, "ram_mb": 8192, "volumes": 2}, "cidr": cidr,
