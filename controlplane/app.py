@@ -26,12 +26,16 @@ from controlplane.config import Settings
 from controlplane.context import AppContext, CheckPort, CloudPort, RunnerPort
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.errors import install_error_handlers
+from controlplane.http_api import declare_statuses
+from controlplane.http_headers import SecurityHeaders
+from controlplane.inputs import RefuseControlCharacters
 from controlplane.migration import flows as migration_flows
 from controlplane.migration.engine import Engine, EngineBusy
 from controlplane.migration.inventory_router import router as inventory_router
 from controlplane.migration.router import router as migration_router
 from controlplane.monitoring.metrics import Metrics
 from controlplane.monitoring.refresh import PeriodicRefresher, refresh_cloud_figures
+from controlplane.uploads import install_body_limits
 from controlplane.web.router import mount_web
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,10 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    # Outermost last: every answer, those of the guards included, gets the security headers.
+    install_body_limits(app, settings)
+    app.add_middleware(RefuseControlCharacters)
+    app.add_middleware(SecurityHeaders)
 
     @app.middleware("http")
     async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -127,6 +135,7 @@ def create_app(
     app.include_router(inventory_router)
     app.include_router(migration_router)
     mount_web(app)
+    declare_statuses(app)
     return app
 
 

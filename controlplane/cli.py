@@ -99,7 +99,7 @@ def _sessions(settings: Settings) -> sessionmaker[Session]:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)  # one line, however narrow the terminal
     return typer.Exit(code)
 
 
@@ -200,6 +200,59 @@ def users_create(
             console.print(f"created user '{user.username}' ({user.role})")
     except AppError as exc:
         raise _fail(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
+
+
+@users_app.command("unlock")
+def users_unlock(username: str = typer.Argument(..., help="login name")) -> None:
+    """Lift the login throttle of USERNAME from every client address (audited); an address throttled for failing
+    across many names stays throttled until its delay has passed."""
+    try:
+        with transaction(_sessions(_settings())) as session:
+            result = auth_service.unlock_user(session, clock=Clock(), actor=_actor(), username=username)
+    except AppError as exc:
+        raise _fail(f"{exc.field}: {exc.message}" if exc.field else exc.message,
+                    2 if exc.status_code < 500 else 1) from None
+    console.print(escape(f"unlocked '{username}': failed logins from {result.cleared} address(es) forgotten, "
+                         f"{result.were_locked} of them locked"), soft_wrap=True, highlight=False)
+
+
+secrets_app = typer.Typer(help="Secrets sealed at rest under CP_SECRET_KEY.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+def _sealed_columns() -> list[Any]:
+    """Every column holding a sealed value (named *_sealed): the command line is where the domains meet, so it
+    lists their models; controlplane.secrets stays below them and knows none."""
+    from controlplane.automation.models import Credential, Job
+    from controlplane.cloud.models import CloudTenancy
+    from controlplane.migration.models import Migration
+
+    return [column for model in (CloudTenancy, Credential, Job, Migration)
+            for column in model.__table__.columns if column.name.endswith("_sealed")]
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-seal every sealed value under CP_SECRET_KEY (those sealed under a key of CP_SECRET_KEY_PREVIOUS), in one
+    transaction: all or nothing. Afterwards CP_SECRET_KEY_PREVIOUS can be emptied."""
+    from controlplane.secrets import SecretBox, SecretError, reseal_columns
+
+    settings = _settings()
+    box = SecretBox(settings.secret_key, previous=settings.previous_secret_keys)
+    try:
+        with transaction(_sessions(settings)) as session:
+            counts = reseal_columns(session, box=box, columns=_sealed_columns())
+            audit.record(session, clock=Clock(), actor=_actor(), action="rotate", entity_type="secret_key",
+                         after={"resealed": {name: c.resealed for name, c in counts.items()},
+                                "previous_keys": len(settings.previous_secret_keys)})
+    except SecretError as exc:
+        raise _fail(f"{exc}. Nothing was changed: add the key they were sealed with to CP_SECRET_KEY_PREVIOUS "
+                    "and run it again", 1) from None
+    for name, count in counts.items():
+        console.print(escape(f"{name}: {count.resealed} re-sealed, {count.current} already under the current key"),
+                      soft_wrap=True, highlight=False)
+    total = sum(c.resealed for c in counts.values())
+    console.print(f"re-sealed {total} value(s) under CP_SECRET_KEY", highlight=False)
 
 
 class ReportFormat(StrEnum):

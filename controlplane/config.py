@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,8 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "test", "prod"] = "dev"
     data_dir: Path = REPO_ROOT / "var"
+    # The only directory jobs copy files from to hosts (WARs, dumps, manifests); unset: `artifacts` in data_dir.
+    artifacts_dir: Path | None = None
     database_url: str = ""
     secret_key: str = DEFAULT_SECRET_KEY
     token_ttl_minutes: int = Field(default=8 * 60, ge=1, le=30 * 24 * 60)
@@ -35,6 +38,17 @@ class Settings(BaseSettings):
     # At most this many migrations of one agency run at once, and this many create servers on one cloud at once.
     migration_agency_concurrency: int = Field(default=4, ge=1, le=100)
     migration_cloud_concurrency: int = Field(default=4, ge=1, le=100)
+    # Request bodies are refused with 413 beyond these, before they are read: uploaded files (the imports), and
+    # every other body (the largest real ones, a job of 200 hosts or a credential with its known_hosts, are < 1 MiB).
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    # Older secret keys, comma-separated: sealed values still open with them (newest key first) until
+    # `controlplane secrets rotate` has re-sealed everything under CP_SECRET_KEY; nothing is sealed with them.
+    secret_key_previous: str = Field(default="", repr=False)
+    # The client address of a login (its throttle) is the socket peer; behind a reverse proxy, name the header
+    # the proxy writes (X-Forwarded-For) and the proxies' networks it is believed from (comma-separated CIDRs).
+    trusted_proxy_header: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9-]*$")
+    trusted_proxies: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_prod(self) -> Settings:
@@ -47,9 +61,43 @@ class Settings(BaseSettings):
                 raise ValueError("CP_DATABASE_URL must be set explicitly when CP_ENV=prod")
         return self
 
+    @model_validator(mode="after")
+    def _proxy_settings_go_together(self) -> Settings:
+        networks = self.trusted_proxy_networks  # refuses a bad CIDR, naming it
+        if bool(self.trusted_proxy_header) != bool(networks):
+            # Either half alone is a mistake: a header believed from anywhere can be forged by any client, and
+            # proxies without a header change nothing.
+            raise ValueError("CP_TRUSTED_PROXY_HEADER and CP_TRUSTED_PROXIES must be set together")
+        return self
+
+    @property
+    def previous_secret_keys(self) -> tuple[str, ...]:
+        """CP_SECRET_KEY_PREVIOUS as a list, without blanks, repeats or the current key."""
+        keys: list[str] = []
+        for key in (part.strip() for part in self.secret_key_previous.split(",")):
+            if key and key != self.secret_key and key not in keys:
+                keys.append(key)
+        return tuple(keys)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        networks = []
+        for part in (p.strip() for p in self.trusted_proxies.split(",")):
+            if not part:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"CP_TRUSTED_PROXIES: '{part[:64]}' is not an address or network (CIDR)") from None
+        return tuple(networks)
+
     @cached_property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'controlplane.db'}"
+
+    @property
+    def effective_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
 
     @property
     def effective_workflows_database_url(self) -> str:

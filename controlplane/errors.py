@@ -12,6 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from controlplane.http_headers import HEADERS as SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +24,14 @@ class AppError(Exception):
     code = "bad_request"
 
     def __init__(
-        self, message: str, *, field: str | None = None, details: list[dict[str, Any]] | None = None
+        self, message: str, *, field: str | None = None, details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
+        self.headers = headers or {}  # e.g. Retry-After of a 429
 
 
 class InvalidInput(AppError):
@@ -79,10 +84,10 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         return JSONResponse(
             error_body(exc.code, exc.message, exc.field, exc.details), status_code=exc.status_code,
-            headers=headers,
+            headers=headers | exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -96,13 +101,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid", message, first["field"], details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
+            headers["Allow"] = ", ".join(_methods_of(request))
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal", "internal server error"), status_code=500)
+        # Starlette answers this outside every middleware: the security headers are set here.
+        return JSONResponse(error_body("internal", "internal server error"), status_code=500,
+                            headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    path = request.url.path
+    return sorted({method for route in request.app.routes if isinstance(route, Route) and route.path_regex.match(path)
+                   for method in route.methods or ()})

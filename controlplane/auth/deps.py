@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from controlplane.auth import service
+from controlplane.auth import domain, service
 from controlplane.auth.roles import Permission, Principal
+from controlplane.config import Settings
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import Forbidden, NotAuthenticated
@@ -32,6 +33,15 @@ DbSession = Annotated[Session, Depends(get_session, scope="function")]
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
+def client_address(request: Request, settings: Settings) -> str:
+    """The address a login comes from: the socket peer, or the configured proxy header's right-most untrusted hop
+    when the peer is one of CP_TRUSTED_PROXIES (a header from anyone else is ignored: it is the client's word)."""
+    peer = request.client.host if request.client else None
+    header = settings.trusted_proxy_header
+    forwarded = ",".join(request.headers.getlist(header)) if header else None
+    return domain.client_address(peer, forwarded, settings.trusted_proxy_networks)
+
+
 def bearer_secret(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -50,6 +60,10 @@ def current_principal(request: Request, session: DbSession, ctx: Ctx) -> Princip
     return principal
 
 
+# What the OpenAPI document declares for the routes that depend on these (controlplane.http_api).
+current_principal.openapi_statuses = (401,)  # type: ignore[attr-defined]
+
+
 def require(permission: Permission) -> Callable[..., Principal]:
     """A dependency that lets the request through only if the caller's role grants `permission`."""
 
@@ -59,6 +73,7 @@ def require(permission: Permission) -> Callable[..., Principal]:
         return principal
 
     _check.__name__ = f"require_{permission.value.replace(':', '_')}"
+    _check.openapi_statuses = (401, 403)  # type: ignore[attr-defined]
     return _check
 
 

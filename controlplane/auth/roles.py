@@ -28,6 +28,7 @@ class Permission(StrEnum):
     CLOUD_WRITE = "cloud:write"
     JOBS_READ = "jobs:read"
     JOBS_RUN = "jobs:run"
+    CREDENTIALS_READ = "credentials:read"
     CREDENTIALS_WRITE = "credentials:write"
     MIGRATION_READ = "migration:read"
     MIGRATION_WRITE = "migration:write"
@@ -38,19 +39,22 @@ _READ_ALL = {Permission.AGENCIES_READ, Permission.COMPLIANCE_READ}
 
 # Cloud, jobs and migrations: operators onboard agencies, keep the SSH credentials, run playbooks, keep the
 # system inventory, run waves and approve cutovers; auditors read everything; a ministry reads its own agency's
-# tenancy, jobs, systems and migrations only (its reach is checked per agency by the services); secretariats
-# have nothing to do with any of them.
+# tenancy, jobs, systems and migrations only (its reach is checked per agency by the services), never the control
+# plane's SSH credentials (whose names, fingerprints and creators map the fleet); secretariats have nothing to do
+# with any of them.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset(_READ_ALL | {Permission.CLOUD_READ, Permission.CLOUD_WRITE, Permission.JOBS_READ,
-                                          Permission.JOBS_RUN, Permission.CREDENTIALS_WRITE,
+                                          Permission.JOBS_RUN, Permission.CREDENTIALS_READ,
+                                          Permission.CREDENTIALS_WRITE,
                                           Permission.MIGRATION_READ, Permission.MIGRATION_WRITE,
                                           Permission.MIGRATION_APPROVE}),
     Role.SECRETARIAT: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
     Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE, Permission.CLOUD_READ, Permission.JOBS_READ,
                                           Permission.MIGRATION_READ}),
     Role.AUDITOR: frozenset(_READ_ALL | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CLOUD_READ,
-                                         Permission.JOBS_READ, Permission.MIGRATION_READ}),
+                                         Permission.JOBS_READ, Permission.CREDENTIALS_READ,
+                                         Permission.MIGRATION_READ}),
 }
 
 # Roles whose reach is limited to their own agency.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from json import JSONDecodeError
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth import service
-from controlplane.auth.deps import Caller, Ctx, DbSession, require
+from controlplane.auth.deps import Caller, Ctx, DbSession, client_address, require
 from controlplane.auth.roles import ROLE_PERMISSIONS, Permission, Principal
 from controlplane.auth.schemas import (
     AgencyCreate,
@@ -23,13 +22,17 @@ from controlplane.auth.schemas import (
     ApiKeyRead,
     AuditRead,
     Me,
+    RevokedRead,
     TokenRequest,
     TokenResponse,
+    UnlockRead,
     UserCreate,
     UserRead,
     UserUpdate,
+    UserUpdated,
 )
 from controlplane.errors import InvalidInput
+from controlplane.http_api import Offset, RowId, errors
 
 AgenciesReader = Annotated[Principal, Depends(require(Permission.AGENCIES_READ))]
 AgenciesWriter = Annotated[Principal, Depends(require(Permission.AGENCIES_WRITE))]
@@ -48,19 +51,28 @@ async def _token_request(request: Request) -> TokenRequest:
         else:
             payload = dict(await request.form())
         return TokenRequest.model_validate(payload)
-    except JSONDecodeError as exc:
-        raise InvalidInput("request body is not valid JSON", field="body") from exc
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
         raise InvalidInput(f"{field}: {err['msg']}", field=field) from exc
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise InvalidInput("request body is not valid JSON", field="body") from exc
 
 
-@router.post("/auth/token", response_model=TokenResponse, summary="Log in and get a bearer token")
-async def login(*, credentials: TokenRequest = Depends(_token_request), ctx: Ctx) -> TokenResponse:
+@router.post("/auth/token", response_model=TokenResponse, summary="Log in and get a bearer token",
+             responses=errors(400, 401, 422, 429, s401="wrong user name or password",
+                              s429="too many failed logins of this name from this address, or from this address: "
+                                   "try again after `Retry-After` seconds"),
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": TokenRequest.model_json_schema()},
+                 "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()}}}})
+async def login(
+    *, request: Request, credentials: TokenRequest = Depends(_token_request), ctx: Ctx
+) -> TokenResponse:
     raw, token = await run_in_threadpool(
-        service.login, ctx.sessions, clock=ctx.clock, username=credentials.username, password=credentials.password,
-        ttl=timedelta(minutes=ctx.settings.token_ttl_minutes),
+        service.login, ctx.sessions, clock=ctx.clock, username=credentials.username,
+        password=credentials.password, ttl=timedelta(minutes=ctx.settings.token_ttl_minutes),
+        address=client_address(request, ctx.settings),
     )
     return TokenResponse(access_token=raw, expires_at=token.expires_at)
 
@@ -104,7 +116,7 @@ def create_api_key(
 @router.delete("/auth/api-keys/{key_id}", status_code=204)
 def revoke_api_key(
     *,
-    key_id: int,
+    key_id: RowId,
     principal: Caller,
     session: DbSession,
     ctx: Ctx,
@@ -128,7 +140,8 @@ def get_agency(*, code: str, _: AgenciesReader, session: DbSession) -> AgencyRea
     return service.agency_read(service.agency_by_code(session, code=code, field="code"))
 
 
-@router.post("/agencies", response_model=AgencyRead, status_code=201, tags=["agencies"])
+@router.post("/agencies", response_model=AgencyRead, status_code=201, tags=["agencies"],
+             responses=errors(404, 409, s404="the parent agency is unknown", s409="the code is taken"))
 def create_agency(
     *,
     data: AgencyCreate,
@@ -139,7 +152,7 @@ def create_agency(
     return service.agency_read(service.create_agency(session, clock=ctx.clock, actor=principal, data=data))
 
 
-@router.patch("/agencies/{code}", response_model=AgencyRead, tags=["agencies"])
+@router.patch("/agencies/{code}", response_model=AgencyRead, tags=["agencies"], responses=errors(409))
 def update_agency(
     *,
     code: str,
@@ -162,7 +175,8 @@ def get_user(*, username: str, _: UsersReader, session: DbSession) -> UserRead:
     return service.user_read(service.get_user(session, username=username))
 
 
-@router.post("/users", response_model=UserRead, status_code=201, tags=["users"])
+@router.post("/users", response_model=UserRead, status_code=201, tags=["users"],
+             responses=errors(404, 409, s404="the agency is unknown", s409="the user name is taken"))
 def create_user(
     *,
     data: UserCreate,
@@ -173,7 +187,8 @@ def create_user(
     return service.user_read(service.create_user(session, clock=ctx.clock, actor=principal, data=data))
 
 
-@router.patch("/users/{username}", response_model=UserRead, tags=["users"])
+@router.patch("/users/{username}", response_model=UserUpdated, tags=["users"],
+              summary="Change a user; a new password revokes the user's tokens and API keys (counted in `revoked`)")
 def update_user(
     *,
     username: str,
@@ -181,9 +196,17 @@ def update_user(
     principal: UsersWriter,
     session: DbSession,
     ctx: Ctx,
-) -> UserRead:
-    user = service.update_user(session, clock=ctx.clock, actor=principal, username=username, data=data)
-    return service.user_read(user)
+) -> UserUpdated:
+    user, revoked = service.update_user(session, clock=ctx.clock, actor=principal, username=username, data=data)
+    return UserUpdated(**service.user_read(user).model_dump(),
+                       revoked=RevokedRead(tokens=revoked.tokens, api_keys=revoked.api_keys))
+
+
+@router.post("/users/{username}/unlock", response_model=UnlockRead, tags=["users"],
+             summary="Lift the login throttle of this name from every client address")
+def unlock_user(*, username: str, principal: UsersWriter, session: DbSession, ctx: Ctx) -> UnlockRead:
+    result = service.unlock_user(session, clock=ctx.clock, actor=principal, username=username)
+    return UnlockRead(username=username, cleared=result.cleared, were_locked=result.were_locked)
 
 
 @router.get("/audit", response_model=list[AuditRead], tags=["audit"])
@@ -192,7 +215,7 @@ def list_audit(
     entity_type: str | None = None,
     actor: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     _: AuditReader,
     session: DbSession,
 ) -> list[AuditRead]:

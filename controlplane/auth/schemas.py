@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from controlplane.auth.roles import Role
 from controlplane.auth.security import password_problem
+from controlplane.inputs import Input
 
 AGENCY_CODE = r"^[A-Z0-9_]{2,16}$"
 
@@ -19,7 +20,7 @@ class AgencyKind(StrEnum):
     LOCAL_GOVERNMENT = "local_government"
 
 
-class AgencyCreate(BaseModel):
+class AgencyCreate(Input):
     code: str = Field(pattern=AGENCY_CODE)
     name_ko: str = Field(min_length=1, max_length=200)
     name_en: str = Field(min_length=1, max_length=200)
@@ -27,7 +28,7 @@ class AgencyCreate(BaseModel):
     parent_code: str | None = Field(default=None, pattern=AGENCY_CODE)
 
 
-class AgencyUpdate(BaseModel):
+class AgencyUpdate(Input):
     name_ko: str | None = Field(default=None, min_length=1, max_length=200)
     name_en: str | None = Field(default=None, min_length=1, max_length=200)
     kind: AgencyKind | None = None
@@ -44,7 +45,7 @@ class AgencyRead(BaseModel):
     parent_code: str | None = None
 
 
-class _Password(BaseModel):
+class _Password(Input):
     @field_validator("password", check_fields=False)
     @classmethod
     def _strong(cls, value: str | None) -> str | None:
@@ -82,7 +83,23 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
-class TokenRequest(BaseModel):
+class RevokedRead(BaseModel):
+    tokens: int = Field(description="live login tokens revoked")
+    api_keys: int = Field(description="live API keys revoked")
+
+
+class UserUpdated(UserRead):
+    revoked: RevokedRead = Field(description="what the update revoked: a new password revokes every token and "
+                                             "API key of the user, deactivation the tokens")
+
+
+class UnlockRead(BaseModel):
+    username: str
+    cleared: int = Field(description="client addresses whose failed logins of this name were forgotten")
+    were_locked: int = Field(description="of them, addresses the name was locked from")
+
+
+class TokenRequest(Input):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
 
@@ -93,7 +110,7 @@ class TokenResponse(BaseModel):
     expires_at: datetime
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(Input):
     name: str = Field(min_length=1, max_length=100)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane.auth import audit
+from controlplane.auth import audit, domain, throttle
 from controlplane.auth.models import AccessToken, Agency, ApiKey, AuditEntry, User
 from controlplane.auth.roles import Principal, Role
 from controlplane.auth.schemas import (
@@ -33,7 +34,7 @@ from controlplane.auth.security import (
 )
 from controlplane.clock import Clock
 from controlplane.db import transaction
-from controlplane.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+from controlplane.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 
 AGENCIES_FILE = Path(__file__).parent / "data" / "agencies.yaml"
 AGENCY_FIELDS = ("code", "name_ko", "name_en", "kind", "parent_id")
@@ -157,7 +158,19 @@ def create_user(session: Session, *, clock: Clock, actor: audit.Actor, data: Use
     return user
 
 
-def update_user(session: Session, *, clock: Clock, actor: audit.Actor, username: str, data: UserUpdate) -> User:
+@dataclass(frozen=True)
+class Revoked:
+    """What an update took away from the user: live tokens, and live API keys."""
+
+    tokens: int = 0
+    api_keys: int = 0
+
+
+def update_user(
+    session: Session, *, clock: Clock, actor: audit.Actor, username: str, data: UserUpdate
+) -> tuple[User, Revoked]:
+    """Apply the changes; a new password revokes every token and API key of the user (whoever held the old
+    password may have made some), deactivation revokes the tokens (API keys stop working while inactive)."""
     user = get_user(session, username=username)
     before = audit.snapshot(user, USER_FIELDS)
     fields = data.model_dump(exclude_unset=True)
@@ -173,13 +186,26 @@ def update_user(session: Session, *, clock: Clock, actor: audit.Actor, username:
         setattr(user, name, getattr(value, "value", value))
     _check_role_scope(Role(user.role), user.agency)
     after = audit.snapshot(user, USER_FIELDS)
+    revoked = Revoked()
     if before != after:
         user.updated_at = clock.now()
-        if not user.active or before["password_hash"] != after["password_hash"]:
-            revoke_all_tokens(session, clock=clock, user_id=user.id)
         audit.record(session, clock=clock, actor=actor, action="update", entity_type="user",
                      entity_id=user.username, before=before, after=after, agency_id=user.agency_id)
-    return user
+        reset = before["password_hash"] != after["password_hash"]
+        if reset or not user.active:
+            revoked = Revoked(tokens=revoke_all_tokens(session, clock=clock, user_id=user.id),
+                              api_keys=revoke_all_api_keys(session, clock=clock, user_id=user.id) if reset else 0)
+            audit.record(session, clock=clock, actor=actor, action="revoke_credentials", entity_type="user",
+                         entity_id=user.username, after={"reason": "password_reset" if reset else "deactivated",
+                                                         "tokens": revoked.tokens, "api_keys": revoked.api_keys},
+                         agency_id=user.agency_id)
+    return user, revoked
+
+
+def unlock_user(session: Session, *, clock: Clock, actor: audit.Actor, username: str) -> throttle.Unlocked:
+    """Lift the login throttle of a user's name from every address (audited, even when nothing was locked)."""
+    user = get_user(session, username=username)
+    return throttle.unlock(session, clock=clock, actor=actor, username=user.username, agency_id=user.agency_id)
 
 
 # --- tokens and API keys ------------------------------------------------------------------------
@@ -190,38 +216,27 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     return user if ok and user is not None and user.active else None
 
 
-MAX_FAILED_LOGINS = 5
-FAILED_LOGIN_WINDOW = timedelta(minutes=15)
-
-
 def login(
-    sessions: sessionmaker[Session], *, clock: Clock, username: str, password: str, ttl: timedelta
+    sessions: sessionmaker[Session], *, clock: Clock, username: str, password: str, ttl: timedelta, address: str
 ) -> tuple[str, AccessToken]:
-    """Check the password and issue a token, refusing a name with too many recent failures.
+    """Check the password and issue a token, unless the name is throttled from this client address or the
+    address is throttled as a whole (throttle.LoginThrottled, with the seconds to wait).
 
-    A failure is audited in its own transaction, so it is kept although the login is refused. The lock
-    applies to any name, known or not, and to the right password too, so it tells an attacker nothing.
+    A throttled login is refused before the password is looked at, for any name, known or not, so it tells an
+    attacker nothing. A failure is counted and audited in its own transaction, so it is kept although the login
+    is refused.
     """
-    name = username[:64]
+    name, where = username[:64], domain.throttle_key(address)
     with transaction(sessions) as session:
-        since = clock.now() - FAILED_LOGIN_WINDOW
-        failures = session.scalar(
-            select(func.count()).select_from(AuditEntry).where(
-                AuditEntry.action == "login_failed", AuditEntry.entity_type == "user",
-                AuditEntry.entity_id == name, AuditEntry.at >= since,
-            )
-        ) or 0
-        if failures >= MAX_FAILED_LOGINS:
-            raise TooManyAttempts(
-                f"too many failed logins for '{name}'; try again in {FAILED_LOGIN_WINDOW.seconds // 60} minutes",
-                field="username",
-            )
+        throttle.check(session, now=clock.now(), username=name, address=where)
         user = authenticate(session, username=username, password=password)
         if user is not None:
+            throttle.succeeded(session, username=name, address=where)
             return issue_token(session, clock=clock, user=user, ttl=ttl)
     with transaction(sessions) as session:
         audit.record(session, clock=clock, actor="anonymous", action="login_failed", entity_type="user",
-                     entity_id=name)
+                     entity_id=name, after={"address": where})
+        throttle.failed(session, clock=clock, username=name, address=where)
     raise NotAuthenticated("wrong username or password")
 
 
@@ -245,11 +260,25 @@ def revoke_token(session: Session, *, clock: Clock, actor: Principal) -> None:
                      agency_id=actor.agency_id)
 
 
-def revoke_all_tokens(session: Session, *, clock: Clock, user_id: int) -> None:
-    for token in session.scalars(
-        select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
-    ):
-        token.revoked_at = clock.now()
+def revoke_all_tokens(session: Session, *, clock: Clock, user_id: int) -> int:
+    """Revoke the user's live tokens; how many there were."""
+    now = clock.now()
+    tokens = session.scalars(select(AccessToken).where(
+        AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None), AccessToken.expires_at > now)).all()
+    for token in tokens:
+        token.revoked_at = now
+    return len(tokens)
+
+
+def revoke_all_api_keys(session: Session, *, clock: Clock, user_id: int) -> int:
+    """Revoke the user's live API keys (expired ones stay as they are); how many there were."""
+    now = clock.now()
+    keys = session.scalars(select(ApiKey).where(
+        ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None),
+        (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now))).all()
+    for key in keys:
+        key.revoked_at = now
+    return len(keys)
 
 
 def create_api_key(session: Session, *, clock: Clock, actor: Principal, data: ApiKeyCreate) -> tuple[str, ApiKey]:

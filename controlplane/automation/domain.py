@@ -6,7 +6,7 @@ Standard library only; controlplane.automation.runner feeds it ansible-runner's 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -166,20 +166,64 @@ class JobHost:
     vars: Mapping[str, Any] = field(default_factory=dict)
 
 
-def check_variables(values: Mapping[str, Any], where: str, *, secret: bool = False) -> None:
-    """Variable names a job may set: identifiers, none of Ansible's connection settings, and secret-looking ones
-    only among the secrets."""
+def variable_problems(values: Mapping[str, Any], where: str, *, secret: bool = False,
+                      reserved: tuple[str, ...] = ()) -> list[JobSpecError]:
+    """Variable names a job may set: identifiers, none of Ansible's connection settings (nor the `reserved` prefixes
+    of the caller), and secret-looking ones only among the secrets. One error per bad name."""
+    problems = []
     for name in values:
+        field = f"{where}.{name}"
         if not _VARIABLE.fullmatch(name):
-            raise JobSpecError(f"{where}.{name}", "not a valid variable name (letters, digits and '_')")
-        if name.startswith(_RESERVED_PREFIXES):
-            raise JobSpecError(f"{where}.{name}", "connection and check settings are set by the control plane")
-        if not secret and any(hint in name.lower() for hint in _SECRET_HINTS):
-            raise JobSpecError(f"{where}.{name}", "looks like a secret: pass it in secrets (never stored in clear)")
+            problems.append(JobSpecError(field, "not a valid variable name (letters, digits and '_')"))
+        elif name.startswith(_RESERVED_PREFIXES):
+            problems.append(JobSpecError(field, "connection and check settings are set by the control plane"))
+        elif reserved and name.startswith(reserved):
+            problems.append(JobSpecError(field, f"names starting {' or '.join(reserved)} are set by the control "
+                                                "plane"))
+        elif not secret and any(hint in name.lower() for hint in _SECRET_HINTS):
+            problems.append(JobSpecError(field, "looks like a secret: pass it in secrets (never stored in clear)"))
+    return problems
+
+
+def check_variables(values: Mapping[str, Any], where: str, *, secret: bool = False) -> None:
+    """The first of variable_problems, raised."""
+    for problem in variable_problems(values, where, secret=secret):
+        raise problem
+
+
+def check_limit(limit: str | None, hosts: Sequence[JobHost]) -> None:
+    """A job's --limit names only its own hosts and groups (`web-1,db-1`, `tomcat:!web-2`): no patterns, and never
+    Ansible's `@file` form, which would read a file of the control plane's machine."""
+    if limit is None:
+        return
+    known = {"all", *(h.name for h in hosts), *(group for h in hosts for group in h.groups)}
+    for item in re.split(r"[,:]", limit):
+        name = item.removeprefix("!").removeprefix("&")
+        if name not in known:
+            raise JobSpecError("limit", f"{item!r} is not one of the job's hosts or groups "
+                                        f"({', '.join(sorted(known))}); separate names with ',' or ':', "
+                                        "prefix '!' to leave one out")
+
+
+def map_controller_files(values: Mapping[str, Any], where: str,
+                         resolve: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """A copy of `values` in which every variable naming a file the roles copy from the control plane's machine
+    (`src` and `*_src`, at any depth: app_deploy_artifact_src, data_migration_csv_files[].src ...) is replaced by
+    resolve(field, value); empty ones mean unset and stay. Fields read like the request's: `extravars.x.0.src`."""
+    def walk(value: Any, here: str, key: str | None) -> Any:
+        if key is not None and (key == "src" or key.endswith("_src")) and value not in ("", None):
+            return resolve(here, value)
+        if isinstance(value, Mapping):
+            return {name: walk(item, f"{here}.{name}", name) for name, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, f"{here}.{index}", None) for index, item in enumerate(value)]
+        return value
+
+    return {name: walk(value, f"{where}.{name}", name) for name, value in values.items()}
 
 
 def validate_job(playbook: str, hosts: Sequence[JobHost], extravars: Mapping[str, Any],
-                 secret_names: Iterable[str]) -> None:
+                 secret_names: Iterable[str], limit: str | None = None) -> None:
     """Everything about a job request that can be judged without the database or the hosts."""
     if playbook not in PLAYBOOKS:
         raise JobSpecError("playbook", f"unknown playbook {playbook!r}; one of {', '.join(PLAYBOOKS)}")
@@ -206,6 +250,7 @@ def validate_job(playbook: str, hosts: Sequence[JobHost], extravars: Mapping[str
     clash = sorted(set(secrets) & set(extravars))
     if clash:
         raise JobSpecError(f"secrets.{clash[0]}", "also given in extravars; give it once, as a secret")
+    check_limit(limit, hosts)
     steps = extravars.get("migration_steps")
     if steps is not None and (not isinstance(steps, list) or any(step not in ROLES for step in steps)):
         raise JobSpecError("extravars.migration_steps", f"a list of roles out of {', '.join(ROLES)}")

@@ -23,11 +23,12 @@ from controlplane.automation import domain, service
 from controlplane.automation.domain import JobStatus, Outcome
 from controlplane.automation.models import Job
 from controlplane.automation.runner import PlaybookJob, remove_orphaned_run_dirs
-from controlplane.automation.schemas import JobIn
+from controlplane.automation.schemas import JobHostIn, JobIn
 from controlplane.automation.verify import CheckRun, VerificationError
 from controlplane.cloud.flows import Busy, process_identity, runner_alive, secret_box
 from controlplane.context import AppContext
 from controlplane.db import transaction
+from controlplane.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 1.0
@@ -51,7 +52,7 @@ def request_job(session: Session, *, ctx: AppContext, actor: audit.Actor, data: 
         raise Busy("the server is not accepting jobs now (shutting down or at its limit of queued jobs); "
                    "try again shortly")
     return service.request_job(session, clock=ctx.clock, actor=actor, box=secret_box(ctx), data=data,
-                               runner=process_identity())
+                               runner=process_identity(), artifacts=ctx.settings.effective_artifacts_dir)
 
 
 def submit_job(ctx: AppContext, *, job_id: str) -> None:
@@ -114,6 +115,7 @@ def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
     ctx.metrics.jobs.running.inc()
     try:
         run = _load(ctx, job_id)
+        _check_artifacts(ctx, run)
         recorder = _EventRecorder(ctx, job_id, secrets=[*run.secrets.values(), run.private_key])
         with ctx.automation.cancel_signal(job_id) as cancel, _watch_cancel(ctx, job_id, cancel):
             result = ctx.automation.runner.run(PlaybookJob(
@@ -133,6 +135,8 @@ def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
         ctx.metrics.jobs.checked(checks)
         log.info("job %s (%s) ended %s %s", job_id, playbook, status, done.explanation)
         return done
+    except InvalidInput as exc:  # a file that left the artifacts directory since the job was requested
+        return _fail(ctx, job_id, exc.message)
     except Exception as exc:
         log.exception("job %s failed unexpectedly", job_id)
         return _fail(ctx, job_id, f"unexpected error ({type(exc).__name__}); see the server log")
@@ -152,6 +156,15 @@ def _load(ctx: AppContext, job_id: str) -> _Run:
                     secrets=service.secrets_of(job, box=box), user=job.credential.username,
                     private_key=box.open(job.credential.private_key_sealed), known_hosts=job.credential.known_hosts,
                     limit=job.limit, timeout=job.timeout_seconds, verify=job.verify)
+
+
+def _check_artifacts(ctx: AppContext, run: _Run) -> None:
+    """The files the job copies are still where they were checked to be: no link swapped in since (InvalidInput)."""
+    hosts = [JobHostIn(name=h.name, address=h.address, groups=list(h.groups), vars=dict(h.vars)) for h in run.hosts]
+    now = service.with_artifacts(run.extravars, hosts, ctx.settings.effective_artifacts_dir)
+    if now["extravars"] != run.extravars or [h.vars for h in now["hosts"]] != [h.vars for h in run.hosts]:
+        raise InvalidInput("a file of the job no longer resolves to the same file in the artifacts directory "
+                           "(replaced by a link?); run the job again")
 
 
 def _verify(ctx: AppContext, run: _Run, ran_on: set[str], known_hosts: str, cancel: threading.Event,

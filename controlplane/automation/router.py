@@ -27,9 +27,11 @@ from controlplane.automation.schemas import (
 )
 from controlplane.context import AppContext
 from controlplane.db import transaction
+from controlplane.http_api import MAX_ID, After, errors
 
 JobReader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 JobRunner = Annotated[Principal, Depends(require(Permission.JOBS_RUN))]
+CredentialReader = Annotated[Principal, Depends(require(Permission.CREDENTIALS_READ))]
 CredentialWriter = Annotated[Principal, Depends(require(Permission.CREDENTIALS_WRITE))]
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -38,7 +40,7 @@ STREAM_KEEPALIVE_SECONDS = 15.0
 
 
 @router.get("/credentials", response_model=list[CredentialRead], summary="SSH credentials (never their keys)")
-def list_credentials(*, principal: JobReader, session: DbSession) -> list[CredentialRead]:
+def list_credentials(*, principal: CredentialReader, session: DbSession) -> list[CredentialRead]:
     return [service.credential_read(c) for c in service.list_credentials(session)]
 
 
@@ -54,14 +56,16 @@ def put_credential(*, name: str, data: CredentialIn, response: Response, princip
 
 
 @router.delete("/credentials/{name}", status_code=204, response_class=Response,
-               summary="Delete a credential no job has used (409 otherwise)")
+               summary="Delete a credential no job has used (409 otherwise)", responses=errors(409))
 def delete_credential(*, name: str, principal: CredentialWriter, session: DbSession, ctx: Ctx) -> Response:
     service.delete_credential(session, clock=ctx.clock, actor=principal, name=name)
     return Response(status_code=204)
 
 
 @router.post("/jobs", response_model=JobAccepted, status_code=202,
-             summary="Run a playbook on hosts in the background, then the roles' checks: 202 with the job")
+             summary="Run a playbook on hosts in the background, then the roles' checks: 202 with the job",
+             responses=errors(404, 503, s404="the credential or the agency is unknown",
+                              s503="the server accepts no more jobs now (at its limit, or stopping)"))
 def run_job(*, data: JobIn, response: Response, background: BackgroundTasks, principal: JobRunner,
             session: DbSession, ctx: Ctx) -> JobAccepted:
     job = flows.request_job(session, ctx=ctx, actor=principal, data=data)
@@ -73,7 +77,8 @@ def run_job(*, data: JobIn, response: Response, background: BackgroundTasks, pri
                        stream_url=f"{url}/events/stream")
 
 
-@router.get("/jobs", response_model=list[JobRead], summary="Jobs, newest first")
+@router.get("/jobs", response_model=list[JobRead], summary="Jobs, newest first",
+            responses=errors(404, s404="the agency is unknown"))
 def list_jobs(*, principal: JobReader, session: DbSession, status: JobStatus | None = None,
               agency: str | None = None, limit: int = Query(50, ge=1, le=500)) -> list[JobRead]:
     return [service.job_read(j) for j in service.list_jobs(session, viewer=principal, status=status, agency=agency,
@@ -86,7 +91,8 @@ def get_job(*, job_id: str, principal: JobReader, session: DbSession) -> JobRead
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead, status_code=202,
-             summary="Stop a job: a pending one now, a running one within seconds (409 once it has ended)")
+             summary="Stop a job: a pending one now, a running one within seconds (409 once it has ended)",
+             responses=errors(409))
 def cancel_job(*, job_id: str, background: BackgroundTasks, principal: JobRunner, session: DbSession,
                ctx: Ctx) -> JobRead:
     job = flows.cancel_job(session, ctx=ctx, actor=principal, job_id=job_id)
@@ -96,7 +102,7 @@ def cancel_job(*, job_id: str, background: BackgroundTasks, principal: JobRunner
 
 @router.get("/jobs/{job_id}/events", response_model=list[JobEventRead],
             summary="A job's events after `after` (its seq), in order")
-def job_events(*, job_id: str, principal: JobReader, session: DbSession, after: int = Query(0, ge=0),
+def job_events(*, job_id: str, principal: JobReader, session: DbSession, after: After = 0,
                limit: int = Query(1000, ge=1, le=5000)) -> list[JobEventRead]:
     service.get_job(session, viewer=principal, job_id=job_id)
     return service.events(session, job_id=job_id, after=after, limit=limit)
@@ -113,8 +119,8 @@ def job_checks(*, job_id: str, principal: JobReader, session: DbSession) -> list
             summary="A job's events as Server-Sent Events (`job-event`, then one `end` with the outcome)",
             responses={200: {"content": {"text/event-stream": {}}}})
 def stream_job_events(*, job_id: str, request: Request, principal: JobReader, session: DbSession, ctx: Ctx,
-                      after: int = Query(0, ge=0),
-                      last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
+                      after: After = 0,
+                      last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> StreamingResponse:
     service.get_job(session, viewer=principal, job_id=job_id)  # 404 before the stream starts
     return event_stream(ctx, request, job_id, after=last_event_id if last_event_id is not None else after)
 

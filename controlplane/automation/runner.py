@@ -4,12 +4,17 @@ Each job runs in a private directory of its own (0700, files 0600) holding its i
 variables and, in a separate 0600 file, its secret variables; the directory is deleted when the run ends,
 whatever the outcome. Runner events are handed to the caller as JobEvents with every secret redacted and
 are never written to runner artifacts (the event handler drops them), so nothing secret stays on disk.
+
+Every value of a job (extra variables, host variables, secrets) reaches Ansible as unsafe data, never as a
+template: a caller's "{{ lookup('pipe', ...) }}" is a string to Ansible, not a command on this machine. This
+module is the one place that guarantees it, whoever built the job.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -110,7 +115,7 @@ class PlaybookRunner:
             # directory, whatever work_dir is: a socket's path must stay under ~100 characters.
             control_dir = Path(tempfile.mkdtemp(prefix=run_dir_prefix("ssh")))
             try:
-                secrets_file = self._write_private(private, job)
+                variable_files = self._write_private(private, job)
                 envvars = self._environment()
                 envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
                 known_hosts = private / "known_hosts"
@@ -124,8 +129,7 @@ class PlaybookRunner:
                     project_dir=str(self.playbooks),
                     playbook=job.playbook,
                     inventory=str(private / "inventory" / "hosts.json"),
-                    extravars=dict(job.extravars),
-                    cmdline=f"-e @{secrets_file}" if secrets_file else None,
+                    cmdline=" ".join(f"-e {shlex.quote(f'@{path}')}" for path in variable_files),
                     ssh_key=job.private_key,
                     envvars=envvars,
                     settings={"job_timeout": int(job.timeout_seconds) if job.timeout_seconds else 0,
@@ -151,18 +155,54 @@ class PlaybookRunner:
                 "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
     @staticmethod
-    def _write_private(private: Path, job: PlaybookJob) -> Path | None:
-        """The inventory (0600) and, when the job has secrets, a 0600 vars file passed with `-e @file`."""
+    def _write_private(private: Path, job: PlaybookJob) -> list[Path]:
+        """The inventory, the extra variables and, when the job has secrets, a vars file of their own (all 0600,
+        every value unsafe); returns the vars files, passed with `-e @file`."""
         inventory = private / "inventory"
         inventory.mkdir(mode=0o700)
-        write_private(inventory / "hosts.json", json.dumps(job.inventory))
-        if not job.secrets:
-            return None
+        write_private(inventory / "hosts.json", json.dumps(unsafe_inventory(job.inventory)))
         env = private / "env"
         env.mkdir(mode=0o700, exist_ok=True)
-        secrets_file = env / "secret-vars.json"
-        write_private(secrets_file, json.dumps(dict(job.secrets)))
-        return secrets_file
+        files = [write_private(env / "vars.json", json.dumps(unsafe(dict(job.extravars))))]
+        if job.secrets:
+            files.append(write_private(env / "secret-vars.json", json.dumps(unsafe(dict(job.secrets)))))
+        return files
+
+
+# Ansible's JSON loaders (extra vars files, inventory files) read {"__ansible_unsafe": text} as text that is never
+# templated: Jinja2 in it stays characters. Mapping keys are never templated, so they stay as they are.
+_UNSAFE_KEY = "__ansible_unsafe"
+# Connection variables the control plane itself sets in the inventory (addresses, the SSH user): plain strings,
+# since Ansible's connection plugins read some of them before any templating (and none come from a caller as such).
+_CONNECTION_VARIABLES = frozenset({"ansible_host", "ansible_user"})
+
+
+def unsafe(value: Any) -> Any:
+    """`value` with every string in it marked unsafe for Ansible, however deep."""
+    if isinstance(value, str):
+        return {_UNSAFE_KEY: value}
+    if isinstance(value, Mapping):
+        return {key: unsafe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [unsafe(item) for item in value]
+    return value
+
+
+def unsafe_inventory(inventory: Mapping[str, Any]) -> dict[str, Any]:
+    """An inventory structure whose host and group variables are unsafe (host and group names are keys)."""
+    def group(body: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "hosts" in body:
+            out["hosts"] = {name: {key: value if key in _CONNECTION_VARIABLES else unsafe(value)
+                                   for key, value in (host_vars or {}).items()}
+                            for name, host_vars in (body["hosts"] or {}).items()}
+        if "vars" in body:
+            out["vars"] = unsafe(body["vars"])
+        if "children" in body:
+            out["children"] = {name: group(child or {}) for name, child in (body["children"] or {}).items()}
+        return out
+
+    return {name: group(body or {}) for name, body in inventory.items()}
 
 
 RUN_DIR_KINDS = ("job", "ssh", "checks")

@@ -8,12 +8,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.automation.domain import PLAYBOOKS, ROLES, JobStatus
+from controlplane.inputs import Input
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 
-class CredentialIn(BaseModel):
+class CredentialIn(Input):
     """PUT /api/v1/credentials/{name}: the name (lower case: letters, digits, '.', '_', '-') is the path's."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +40,7 @@ class CredentialRead(BaseModel):
     updated_at: datetime
 
 
-class JobHostIn(BaseModel):
+class JobHostIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(max_length=63, description="inventory name, e.g. web-1")
@@ -48,7 +49,7 @@ class JobHostIn(BaseModel):
     vars: dict[str, Any] = Field(default={}, description="host variables (not ansible_* ones)")
 
 
-class JobIn(BaseModel):
+class JobIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     playbook: str = Field(description=f"one of {', '.join(PLAYBOOKS)}")

@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from controlplane.artifacts import ArtifactError, resolve_artifact
 from controlplane.auth import audit
 from controlplane.auth.roles import Principal
 from controlplane.auth.service import agency_by_code
@@ -154,13 +156,15 @@ def hosts_of(job: Job) -> list[domain.JobHost]:
 
 
 def request_job(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, data: JobIn,
-                runner: str) -> Job:
-    """Record a job as pending; its secrets are sealed in the row until it ends."""
+                runner: str, artifacts: Path) -> Job:
+    """Record a job as pending; its secrets are sealed in the row until it ends. The files its variables name are
+    recorded as their real paths inside the artifacts directory (anything else is refused)."""
     hosts = [domain.JobHost(name=h.name, address=h.address, groups=tuple(h.groups), vars=h.vars) for h in data.hosts]
     try:
-        domain.validate_job(data.playbook, hosts, data.extravars, data.secrets)
+        domain.validate_job(data.playbook, hosts, data.extravars, data.secrets, data.limit)
     except domain.JobSpecError as exc:
         raise InvalidInput(str(exc), field=exc.field) from None
+    data = data.model_copy(update=with_artifacts(data.extravars, data.hosts, artifacts))
     agency_id = agency_by_code(session, code=data.agency, field="agency").id if data.agency is not None else None
     if isinstance(actor, Principal) and not actor.can_reach(agency_id):
         raise NotFound(f"unknown agency '{data.agency}'", field="agency")
@@ -212,6 +216,38 @@ def begin_job(session: Session, *, clock: Clock, job_id: str, runner: str) -> Jo
     if started.rowcount != 1:  # type: ignore[attr-defined]
         return None
     return session.get(Job, job_id, populate_existing=True)
+
+
+def variables_problems(values: Mapping[str, Any], where: str, *, artifacts: Path,
+                       reserved: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(field, reason) for everything jobs would refuse in variables given elsewhere (a wave's inputs): their names,
+    and the files they name outside the artifacts directory."""
+    problems = [(p.field, p.reason) for p in domain.variable_problems(values, where, reserved=reserved)]
+
+    def resolve(field: str, value: Any) -> Any:
+        try:
+            resolve_artifact(artifacts, value)
+        except ArtifactError as exc:
+            problems.append((field, str(exc)))
+        return value
+
+    domain.map_controller_files(values, where, resolve)
+    return problems
+
+
+def with_artifacts(extravars: Mapping[str, Any], hosts: Sequence[JobHostIn], artifacts: Path) -> dict[str, Any]:
+    """The job's extravars and hosts with each file its roles copy from this machine resolved inside `artifacts`;
+    InvalidInput naming the field when one is outside it, a link out of it, or missing."""
+    def resolve(field: str, value: Any) -> str:
+        try:
+            return str(resolve_artifact(artifacts, value))
+        except ArtifactError as exc:
+            raise InvalidInput(f"{field}: {exc}", field=field) from None
+
+    return {"extravars": domain.map_controller_files(extravars, "extravars", resolve),
+            "hosts": [host.model_copy(update={"vars": domain.map_controller_files(host.vars, f"hosts.{index}.vars",
+                                                                                  resolve)})
+                      for index, host in enumerate(hosts)]}
 
 
 def secrets_of(job: Job, *, box: SecretBox) -> dict[str, str]:

@@ -103,7 +103,8 @@ def recover_interrupted(ctx: AppContext) -> list[str]:
 # --- applies -----------------------------------------------------------------------------------------
 
 def secret_box(ctx: AppContext) -> SecretBox:
-    return SecretBox(ctx.settings.secret_key)
+    """Seals under CP_SECRET_KEY; opens with it or a previous key (CP_SECRET_KEY_PREVIOUS, during a rotation)."""
+    return SecretBox(ctx.settings.secret_key, previous=ctx.settings.previous_secret_keys)
 
 
 def request_apply(session: Session, *, ctx: AppContext, actor: audit.Actor, code: str) -> CloudOperation:

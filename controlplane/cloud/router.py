@@ -21,11 +21,14 @@ from controlplane.cloud.schemas import (
     PlanRead,
     TenancyRead,
 )
+from controlplane.http_api import errors
 
 CloudReader = Annotated[Principal, Depends(require(Permission.CLOUD_READ))]
 CloudWriter = Annotated[Principal, Depends(require(Permission.CLOUD_WRITE))]
 
-router = APIRouter(prefix="/api/v1/cloud", tags=["cloud"])
+# Every route needs a cloud (503 without one, or when it does not answer); those that read it now answer its errors.
+router = APIRouter(prefix="/api/v1/cloud", tags=["cloud"], responses=errors(503))
+READS_THE_CLOUD = errors(502, 504)
 
 INVENTORY_TYPES = {InventoryFormat.JSON: "application/json", InventoryFormat.YAML: "application/yaml",
                    InventoryFormat.INI: "text/plain; charset=utf-8"}
@@ -43,7 +46,8 @@ def list_agencies(*, principal: CloudReader, session: DbSession, ctx: Ctx) -> li
 
 
 @router.get("/agencies/{code}", response_model=AgencyCloudRead,
-            summary="One agency on the cloud, read now: quota use, servers, networks, last plan and operation")
+            summary="One agency on the cloud, read now: quota use, servers, networks, last plan and operation",
+            responses=READS_THE_CLOUD)
 def get_agency(*, code: str, principal: CloudReader, session: DbSession, ctx: Ctx) -> AgencyCloudRead:
     return flows.agency_detail(session, ctx=ctx, viewer=principal, code=code)
 
@@ -55,7 +59,8 @@ def get_spec(*, code: str, principal: CloudReader, session: DbSession, ctx: Ctx)
 
 @router.put("/agencies/{code}/onboarding", response_model=OnboardingSpecRead,
             summary="Set the desired onboarding spec (201 when new); nothing changes on the cloud until an apply",
-            responses={201: {"model": OnboardingSpecRead, "description": "created"}})
+            responses={201: {"model": OnboardingSpecRead, "description": "created"},
+                       **errors(409, s409="the network overlaps another agency's, or cannot be renumbered")})
 def put_spec(
     *,
     code: str,
@@ -72,14 +77,15 @@ def put_spec(
 
 
 @router.get("/agencies/{code}/onboarding/plan", response_model=PlanRead,
-            summary="What an apply would change on the cloud now (a read; kept as the last plan)")
+            summary="What an apply would change on the cloud now (a read; kept as the last plan)",
+            responses={**READS_THE_CLOUD, **errors(409, s409="the spec conflicts with what the cloud holds")})
 def plan(*, code: str, principal: CloudReader, session: DbSession, ctx: Ctx) -> PlanRead:
     return flows.plan(session, ctx=ctx, viewer=principal, code=code)
 
 
 @router.post("/agencies/{code}/onboarding/apply", response_model=OperationAccepted, status_code=202,
              summary="Apply the spec in the background: 202 with the operation to follow",
-             responses={409: {"description": "an apply of this agency is queued or running already"}})
+             responses=errors(409, s409="an apply of this agency is queued or running already"))
 def apply(
     *,
     code: str,
@@ -103,14 +109,16 @@ def get_operation(*, operation_id: str, principal: CloudReader, session: DbSessi
 
 
 @router.get("/capacity", response_model=CapacityRead,
-            summary="Hypervisor capacity and every onboarded agency's quota use, read now (not for ministries)")
+            summary="Hypervisor capacity and every onboarded agency's quota use, read now (not for ministries)",
+            responses=READS_THE_CLOUD)
 def capacity(*, principal: CloudReader, session: DbSession, ctx: Ctx) -> CapacityRead:
     return flows.capacity(session, ctx=ctx, viewer=principal)
 
 
 @router.get("/agencies/{code}/inventory", summary="A static Ansible inventory of the agency's servers",
             response_class=Response,
-            responses={200: {"content": {"application/json": {}, "application/yaml": {}, "text/plain": {}}}})
+            responses={200: {"content": {"application/json": {}, "application/yaml": {}, "text/plain": {}}},
+                       **READS_THE_CLOUD})
 def inventory(
     *,
     code: str,

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controlplane.inputs import Input
+
 
 class TenancyStatus(StrEnum):
     NOT_APPLIED = "not_applied"  # a spec, never applied
@@ -33,25 +35,30 @@ class InventoryFormat(StrEnum):
 
 # --- the desired spec ----------------------------------------------------------------------------
 
-class QuotasSpec(BaseModel):
+MAX_QUOTA = 2**31 - 1
+
+
+class QuotasSpec(Input):
     model_config = ConfigDict(extra="forbid")
 
-    instances: int = Field(default=10, description="servers")
-    cores: int = Field(default=20, description="vCPUs")
-    ram_mb: int = Field(default=40960, description="memory in MiB")
-    volumes: int = Field(default=10, description="block-storage volumes (skipped by clouds without Cinder)")
+    # Stored in INTEGER columns.
+    instances: int = Field(default=10, ge=0, le=MAX_QUOTA, description="servers")
+    cores: int = Field(default=20, ge=0, le=MAX_QUOTA, description="vCPUs")
+    ram_mb: int = Field(default=40960, ge=0, le=MAX_QUOTA, description="memory in MiB")
+    volumes: int = Field(default=10, ge=0, le=MAX_QUOTA,
+                         description="block-storage volumes (skipped by clouds without Cinder)")
 
 
-class IngressRuleSpec(BaseModel):
+class IngressRuleSpec(Input):
     model_config = ConfigDict(extra="forbid")
 
     protocol: str = Field(max_length=8, description="tcp, udp or icmp")
-    port_min: int | None = Field(default=None, description="1-65535; none for icmp")
-    port_max: int | None = Field(default=None, description="1-65535, at least port_min; none for icmp")
+    port_min: int | None = Field(default=None, ge=1, le=65535, description="none for icmp")
+    port_max: int | None = Field(default=None, ge=1, le=65535, description="at least port_min; none for icmp")
     remote_cidr: str = Field(max_length=43, description="IPv4 network allowed in, e.g. 10.0.0.0/8")
 
 
-class OnboardingSpecIn(BaseModel):
+class OnboardingSpecIn(Input):
     """What an agency should have on the cloud. The rules (private CIDR /16../28, ports, key) are checked by
     the domain; a refusal names the field."""
 

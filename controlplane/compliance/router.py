@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response, UploadFile
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth.deps import Ctx, DbSession, require
@@ -26,7 +24,10 @@ from controlplane.compliance.schemas import (
     ShareReport,
 )
 from controlplane.errors import InvalidInput
+from controlplane.http_api import Offset, RowId, errors
+from controlplane.inputs import Input, IsoDate
 from controlplane.monitoring.refresh import refresh_compliance
+from controlplane.uploads import read_upload
 
 ComplianceReader = Annotated[Principal, Depends(require(Permission.COMPLIANCE_READ))]
 MeetingsWriter = Annotated[Principal, Depends(require(Permission.MEETINGS_WRITE))]
@@ -36,8 +37,9 @@ SessionsWriter = Annotated[Principal, Depends(require(Permission.SESSIONS_WRITE)
 router = APIRouter(prefix="/api/v1/compliance", tags=["compliance"])
 open_data = APIRouter(prefix="/api/v1/open-data", tags=["open data"])
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+SESSION_WRITE = errors(403, 404, 409, s403="the meeting is not the caller's agency's",
+                       s404="the meeting is unknown", s409="a session of this meeting on this day exists")
 
 
 def period_param(period: str = Query(description="YYYY, YYYY-Qn or YYYY-MM", examples=["2014"])) -> Period:
@@ -47,8 +49,8 @@ def period_param(period: str = Query(description="YYYY, YYYY-Qn or YYYY-MM", exa
         raise InvalidInput(str(exc), field="period") from exc
 
 
-class PolicyEnd(BaseModel):
-    effective_until: date
+class PolicyEnd(Input):
+    effective_until: IsoDate
 
 
 @router.get("/policies", response_model=list[PolicyRead])
@@ -56,7 +58,8 @@ def list_policies(*, _: ComplianceReader, session: DbSession) -> list[PolicyRead
     return [service.policy_read(p) for p in service.list_policies(session)]
 
 
-@router.post("/policies", response_model=PolicyRead, status_code=201)
+@router.post("/policies", response_model=PolicyRead, status_code=201,
+             responses=errors(409, s409="it overlaps a policy in force"))
 def create_policy(
     *,
     data: PolicyCreate,
@@ -67,10 +70,11 @@ def create_policy(
     return service.policy_read(service.create_policy(session, clock=ctx.clock, actor=principal, data=data))
 
 
-@router.patch("/policies/{policy_id}", response_model=PolicyRead, summary="End a policy on a given day")
+@router.patch("/policies/{policy_id}", response_model=PolicyRead, summary="End a policy on a given day",
+              responses=errors(409, s409="ended then, it would overlap the next policy"))
 def end_policy(
     *,
-    policy_id: int,
+    policy_id: RowId,
     data: PolicyEnd,
     principal: PoliciesWriter,
     session: DbSession,
@@ -81,14 +85,14 @@ def end_policy(
     return service.policy_read(policy)
 
 
-@router.get("/meetings", response_model=list[MeetingRead])
+@router.get("/meetings", response_model=list[MeetingRead], responses=errors(404, s404="the ministry is unknown"))
 def list_meetings(
     *,
     ministry: str | None = Query(default=None, description="host agency code"),
     active: bool | None = None,
     q: str | None = Query(default=None, max_length=100),
     limit: int = Query(default=500, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     _: ComplianceReader,
     session: DbSession,
 ) -> list[MeetingRead]:
@@ -101,7 +105,9 @@ def get_meeting(*, code: str, _: ComplianceReader, session: DbSession) -> Meetin
     return service.meeting_read(service.get_meeting(session, code=code))
 
 
-@router.post("/meetings", response_model=MeetingRead, status_code=201)
+@router.post("/meetings", response_model=MeetingRead, status_code=201,
+             responses=errors(404, 409, s404="the host or a participant agency is unknown",
+                              s409="a meeting with this code exists"))
 def create_meeting(
     *,
     data: MeetingCreate,
@@ -112,7 +118,7 @@ def create_meeting(
     return service.meeting_read(service.create_meeting(session, clock=ctx.clock, actor=principal, data=data))
 
 
-@router.patch("/meetings/{code}", response_model=MeetingRead)
+@router.patch("/meetings/{code}", response_model=MeetingRead, responses=errors(409))
 def update_meeting(
     *,
     code: str,
@@ -124,15 +130,16 @@ def update_meeting(
     return service.meeting_read(service.update_meeting(session, clock=ctx.clock, actor=principal, code=code, data=data))
 
 
-@router.get("/sessions", response_model=list[SessionRead])
+@router.get("/sessions", response_model=list[SessionRead],
+            responses=errors(404, s404="the meeting or the ministry is unknown"))
 def list_sessions(
     *,
     meeting: str | None = None,
     ministry: str | None = None,
-    start: date | None = Query(default=None, alias="from"),
-    end: date | None = Query(default=None, alias="to"),
+    start: IsoDate | None = Query(default=None, alias="from", description="YYYY-MM-DD"),
+    end: IsoDate | None = Query(default=None, alias="to", description="YYYY-MM-DD"),
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     principal: ComplianceReader,
     session: DbSession,
 ) -> list[SessionRead]:
@@ -141,7 +148,7 @@ def list_sessions(
     return [service.session_read(r) for r in rows]
 
 
-@router.post("/sessions", response_model=SessionRead, status_code=201)
+@router.post("/sessions", response_model=SessionRead, status_code=201, responses=SESSION_WRITE)
 def create_session(
     *,
     data: SessionCreate,
@@ -155,10 +162,10 @@ def create_session(
     return service.session_read(row)
 
 
-@router.patch("/sessions/{session_id}", response_model=SessionRead)
+@router.patch("/sessions/{session_id}", response_model=SessionRead, responses=SESSION_WRITE)
 def update_session(
     *,
-    session_id: int,
+    session_id: RowId,
     data: SessionUpdate,
     background: BackgroundTasks,
     principal: SessionsWriter,
@@ -173,7 +180,7 @@ def update_session(
 @router.delete("/sessions/{session_id}", status_code=204)
 def delete_session(
     *,
-    session_id: int,
+    session_id: RowId,
     background: BackgroundTasks,
     principal: SessionsWriter,
     session: DbSession,
@@ -197,9 +204,7 @@ async def import_sessions(
     session: DbSession,
     ctx: Ctx,
 ) -> ImportResult:
-    content = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise InvalidInput(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB", field="file")
+    content = await read_upload(file, ctx.settings.max_upload_bytes)
     filename = file.filename or ""
 
     def _import() -> int:
@@ -211,7 +216,7 @@ async def import_sessions(
     return ImportResult(imported=imported)
 
 
-@router.get("/shares", response_model=ShareReport)
+@router.get("/shares", response_model=ShareReport, responses=errors(404, s404="the ministry is unknown"))
 def shares(
     *,
     period: Period = Depends(period_param),
@@ -233,7 +238,9 @@ def _download(report: ShareReport, fmt: str, stem: str) -> Response:
     return Response(report.model_dump_json(), media_type="application/json")
 
 
-@router.get("/report", summary="The share report as a file (CSV or XLSX) or JSON")
+@router.get("/report", summary="The share report as a file (CSV or XLSX) or JSON", response_class=Response,
+            responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}, "application/json": {}}},
+                       **errors(404, s404="the ministry is unknown")})
 def report(
     *,
     period: Period = Depends(period_param),
@@ -246,7 +253,8 @@ def report(
     return _download(data, format, f"remote-meetings-{period.label}" + (f"-{ministry}" if ministry else ""))
 
 
-@open_data.get("/remote-meetings", summary="Public: video share per ministry for a period (no personal data)")
+@open_data.get("/remote-meetings", summary="Public: video share per ministry for a period (no personal data)",
+               response_class=Response, responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
 def remote_meetings_open_data(
     *,
     period: Period = Depends(period_param),

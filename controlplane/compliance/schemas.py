@@ -6,11 +6,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from controlplane.auth.schemas import AGENCY_CODE
 from controlplane.compliance.domain import Cadence, Evidence, Mode, SessionStatus, ShareStatus
+from controlplane.inputs import Input, IsoDate
 
 MEETING_CODE = r"^[A-Z0-9][A-Z0-9-]{2,31}$"
 
 
-class _DesignationWindow(BaseModel):
+class _DesignationWindow(Input):
     @model_validator(mode="after")
     def _until_after_from(self) -> _DesignationWindow:
         start, end = getattr(self, "designated_from", None), getattr(self, "designated_until", None)
@@ -26,8 +27,8 @@ class MeetingCreate(_DesignationWindow):
     host: str = Field(pattern=AGENCY_CODE, description="host agency code")
     participants: list[str] = Field(default_factory=list, max_length=100)
     cadence: Cadence
-    designated_from: date
-    designated_until: date | None = None
+    designated_from: IsoDate
+    designated_until: IsoDate | None = None
     active: bool = True
 
 
@@ -37,8 +38,8 @@ class MeetingUpdate(_DesignationWindow):
     host: str | None = Field(default=None, pattern=AGENCY_CODE)
     participants: list[str] | None = Field(default=None, max_length=100)
     cadence: Cadence | None = None
-    designated_from: date | None = None
-    designated_until: date | None = None
+    designated_from: IsoDate | None = None
+    designated_until: IsoDate | None = None
     active: bool | None = None
 
 
@@ -50,14 +51,14 @@ class MeetingRead(BaseModel):
     host: str
     participants: list[str]
     cadence: Cadence
-    designated_from: date
-    designated_until: date | None
+    designated_from: IsoDate
+    designated_until: IsoDate | None
     active: bool
 
 
-class PolicyCreate(BaseModel):
-    effective_from: date
-    effective_until: date | None = None
+class PolicyCreate(Input):
+    effective_from: IsoDate
+    effective_until: IsoDate | None = None
     designated_meetings: int = Field(ge=1, le=10000)
     target_percent: int = Field(ge=0, le=100)
     hybrid_counts_as_video: bool = False
@@ -74,16 +75,16 @@ class PolicyRead(PolicyCreate):
     id: int
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(Input):
     meeting: str = Field(pattern=MEETING_CODE, description="designated meeting code")
-    held_on: date
+    held_on: IsoDate
     mode: Mode
     status: SessionStatus = SessionStatus.HELD
     note: str = Field(default="", max_length=1000)
 
 
-class SessionUpdate(BaseModel):
-    held_on: date | None = None
+class SessionUpdate(Input):
+    held_on: IsoDate | None = None
     mode: Mode | None = None
     status: SessionStatus | None = None
     note: str | None = Field(default=None, max_length=1000)
@@ -93,7 +94,7 @@ class SessionRead(BaseModel):
     id: int
     meeting: str
     host: str
-    held_on: date
+    held_on: IsoDate
     mode: Mode
     status: SessionStatus
     evidence: Evidence

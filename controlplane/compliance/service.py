@@ -36,6 +36,7 @@ from controlplane.compliance.schemas import (
 )
 from controlplane.compliance.tabular import parse_day
 from controlplane.errors import Conflict, Forbidden, InvalidInput, NotFound
+from controlplane.inputs import control_character
 
 DATA_DIR = Path(__file__).parent / "data"
 class ImportRefused(InvalidInput):
@@ -520,6 +521,9 @@ def import_sessions(
             continue
         seen[(meeting.id, held_on)] = number
         note = str(values.get("note") or "")[:1000]
+        if (char := control_character(note)) is not None:
+            bad(number, "note", f"control character {char} not allowed (text may hold tabs and line breaks only)")
+            continue
         accepted.append((number, meeting, SessionCreate(
             meeting=code, held_on=held_on, mode=domain.Mode(mode), status=SessionStatus(status), note=note,
         )))

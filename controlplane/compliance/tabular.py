@@ -7,12 +7,11 @@ import io
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
-from zipfile import BadZipFile
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference
-from openpyxl.utils.exceptions import InvalidFileException
 
+from controlplane import spreadsheets
 from controlplane.compliance.schemas import ShareRead, ShareReport
 from controlplane.errors import InvalidInput
 
@@ -28,9 +27,9 @@ def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, dict[str, An
     """(spreadsheet row number, {column: value}) for each non-empty data row; the header is row 1."""
     name = filename.lower()
     if name.endswith(".csv"):
-        table = _csv_table(content)
+        table = _csv_table(filename, content)
     elif name.endswith(".xlsx"):
-        table = _xlsx_table(content)
+        table = _xlsx_table(filename, content)
     else:
         raise InvalidInput("the file must be .csv or .xlsx", field="file")
     try:
@@ -50,25 +49,25 @@ def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, dict[str, An
         yield number, dict(zip(columns, values, strict=False))
 
 
-def _csv_table(content: bytes) -> Iterator[list[Any]]:
+def _csv_table(filename: str, content: bytes) -> Iterator[list[Any]]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InvalidInput("a CSV file must be UTF-8", field="file") from None
-    yield from csv.reader(io.StringIO(text))
+        raise InvalidInput(f"{filename}: a CSV file must be UTF-8", field="file") from None
+    try:
+        yield from csv.reader(io.StringIO(text))
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB
+        raise InvalidInput(f"{filename}: not a readable CSV file: {exc}", field="file") from None
 
 
-def _xlsx_table(content: bytes) -> Iterator[list[Any]]:
+def _xlsx_table(filename: str, content: bytes) -> Iterator[list[Any]]:
+    """The first sheet's rows, MAX_IMPORT_ROWS data rows at most: the workbook is checked before it is unpacked
+    (sizes, XML entities, rows and cells; see controlplane.spreadsheets), then streamed."""
     try:
-        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise InvalidInput(f"not a readable XLSX file: {exc}", field="file") from None
-    try:
-        sheet = workbook.worksheets[0]
-        for row in sheet.iter_rows(values_only=True):
+        for row in spreadsheets.xlsx_rows(content, max_rows=MAX_IMPORT_ROWS + 1):
             yield list(row)
-    finally:
-        workbook.close()
+    except spreadsheets.SpreadsheetRefused as exc:
+        raise InvalidInput(f"{filename}: {exc}", field="file") from None
 
 
 def parse_day(value: Any) -> date:
@@ -96,11 +95,8 @@ def report_rows(report: ShareReport) -> list[list[Any]]:
 
 
 def report_csv(report: ShareReport) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REPORT_COLUMNS)
-    writer.writerows(report_rows(report))
-    return out.getvalue()
+    """The report as CSV; names that start like formulas are written as text (controlplane.spreadsheets)."""
+    return spreadsheets.csv_text(REPORT_COLUMNS, report_rows(report))
 
 
 def report_xlsx(report: ShareReport) -> bytes:
@@ -108,9 +104,9 @@ def report_xlsx(report: ShareReport) -> bytes:
     sheet = workbook.active
     assert sheet is not None
     sheet.title = f"shares {report.period}"
-    sheet.append(list(REPORT_COLUMNS))
+    spreadsheets.append_row(sheet, REPORT_COLUMNS)
     for row in report_rows(report):
-        sheet.append(row)
+        spreadsheets.append_row(sheet, row)  # text as string cells, never formulas
     share_col = REPORT_COLUMNS.index("share") + 1
     for cells in sheet.iter_rows(min_row=2, min_col=share_col, max_col=share_col + 1):
         for cell in cells:

@@ -26,8 +26,10 @@ would be cut over before what it needs. Within a wave systems run dependencies f
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -93,6 +95,7 @@ DATA_FORMATS = ("sql", "csv")  # what the data_migration role loads
 CATALOGUE_SCHEMA = 1
 DEFAULT_IMAGE = "debian-12"
 UNLIMITED = -1  # a quota or free-capacity figure without a limit, as OpenStack reports it
+MAX_COUNT = 2**31 - 1  # sizes are stored in INTEGER columns
 
 # System codes name the servers (`<code>-<tier>-<n>`), so they must make valid host names; they also satisfy
 # migrate_system.yml's migration_system pattern.
@@ -619,6 +622,9 @@ def _parse_row(row: Mapping[str, Any], number: int) -> tuple[System | None, list
 
     for name in sorted(set(row) - set(INVENTORY_FIELDS)):
         bad(name, f"unknown field (the fields are {', '.join(INVENTORY_FIELDS)})", "unknown_field")
+    for name in INVENTORY_FIELDS:
+        if (char := _control_character(row.get(name))) is not None:
+            bad(name, f"control character {char} not allowed (text may hold tabs and line breaks only)")
     if _blank(raw_code):
         bad("code", "required", "required")
     elif code is None or not _SYSTEM_CODE.match(code):
@@ -672,6 +678,15 @@ def _parse_row(row: Mapping[str, Any], number: int) -> tuple[System | None, list
                   status=status, notes=_text(notes)), problems
 
 
+def _control_character(value: Any) -> str | None:
+    """The first control character (but tab and line breaks) in a text or the texts inside `value`, as U+XXXX."""
+    if isinstance(value, str):
+        return next((f"U+{ord(c):04X}" for c in value if c not in "\t\n\r" and unicodedata.category(c) == "Cc"),
+                    None)
+    inner = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else ()
+    return next((found for item in inner if (found := _control_character(item)) is not None), None)
+
+
 def _text(value: Any) -> str:
     return " ".join(str(value).split()) if not _blank(value) else ""
 
@@ -690,8 +705,8 @@ def _count(value: Any, name: str, minimum: int, *, required: bool, bad: _Report)
         number = int(value)
     elif isinstance(value, str) and value.strip().isdigit():
         number = int(value.strip())
-    if number is None or number < minimum:
-        bad(name, f"{value!r} must be a whole number of {minimum} or more")
+    if number is None or not minimum <= number <= MAX_COUNT:
+        bad(name, f"{value!r} must be a whole number from {minimum} to {MAX_COUNT}")
         return None
     return number
 
@@ -1310,11 +1325,13 @@ class WavePlan:
 
 @dataclass(frozen=True)
 class MigrationPlan:
-    """Every wave's system plans and every finding; only a plan without findings may be applied."""
+    """Every wave's system plans and every finding; only a plan without findings may be applied. Warnings (traffic
+    the agency's declared ingress would drop) do not stop it: the operator decides."""
 
     catalogue_version: str
     waves: tuple[WavePlan, ...]
     findings: tuple[Finding, ...]
+    warnings: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -1351,6 +1368,10 @@ class MigrationPlan:
             out.append(f"Findings ({len(self.findings)}): the plan cannot be applied until they are resolved")
             out += [f"  ! {f.describe()}" for f in self.findings]
             out.append("")
+        if self.warnings:
+            out.append(f"Warnings ({len(self.warnings)}): the plan can be applied, but this traffic would be dropped")
+            out += [f"  ~ {f.describe()}" for f in self.warnings]
+            out.append("")
         out.append(f"Plan: {self.summary()}.")
         return "\n".join(out)
 
@@ -1358,7 +1379,77 @@ class MigrationPlan:
         return {"catalogue_version": self.catalogue_version, "ok": self.ok, "summary": self.summary(),
                 "counts": self.counts,
                 "waves": [{"number": w.number, "systems": [s.to_dict() for s in w.systems]} for w in self.waves],
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self.findings], "warnings": [f.to_dict() for f in self.warnings]}
+
+
+# --------------------------------------------------------------------------- traffic between the tiers
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One rule of an agency's declared ingress (its security group on the cloud admits only these)."""
+
+    protocol: str  # tcp, udp, icmp or any
+    port_min: int | None  # None: every port
+    port_max: int | None
+    remote_cidr: str
+
+    def admits(self, port: int, source: str | None) -> bool:
+        """Whether TCP to `port` from `source` (a CIDR; None: from somewhere the plan does not know) gets in."""
+        if self.protocol not in ("tcp", "any"):
+            return False
+        if self.port_min is not None and not self.port_min <= port <= (self.port_max or self.port_min):
+            return False
+        if source is None:
+            return True
+        remote = ipaddress.ip_network(self.remote_cidr, strict=False)
+        inside = ipaddress.ip_network(source, strict=False)
+        return inside.version == remote.version and inside.subnet_of(remote)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class AgencyNetwork:
+    """What the plan knows of an agency's network on the cloud: its range and its declared ingress."""
+
+    cidr: str
+    ingress: tuple[Opening, ...]
+
+
+def traffic_needs(plan: SystemPlan, cidr: str | None) -> list[tuple[str, int, str | None]]:
+    """(what, TCP port, source CIDR or None) of the traffic a migrated system's servers must accept: SSH from the
+    control plane (every step's jobs), its users' front to the web tier (80) or else to Tomcat (8080), the web tier
+    to Tomcat and the application to PostgreSQL from the agency's own network."""
+    tiers = {s.tier for s in plan.servers}
+    tomcat = any("tomcat" in s.roles for s in plan.servers)
+    needs: list[tuple[str, int, str | None]] = [("the control plane to every server (SSH, for the jobs)", 22, None)]
+    if Tier.WEB in tiers:
+        needs.append(("the users' front to the web tier (nginx)", 80, None))
+    elif tomcat:
+        needs.append(("the users' front to the app tier (Tomcat)", 8080, None))
+    if Tier.WEB in tiers and tomcat:
+        needs.append(("the web tier to the app tier (Tomcat)", 8080, cidr))
+    if Tier.DB in tiers and tiers & {Tier.APP, Tier.WEB}:
+        needs.append(("the application to its database (PostgreSQL)", 5432, cidr))
+    return needs
+
+
+def ingress_warnings(waves: Sequence[WavePlan], networks: Mapping[str, AgencyNetwork]) -> tuple[Finding, ...]:
+    """One warning per system and traffic its agency's declared ingress does not admit (agencies the plan knows no
+    network of are left out: they have no tenancy, a finding of their own)."""
+    warnings = []
+    for wave in waves:
+        for plan in wave.systems:
+            network = networks.get(plan.agency)
+            if network is None:
+                continue
+            for what, port, source in traffic_needs(plan, network.cidr or None):
+                if not any(rule.admits(port, source) for rule in network.ingress):
+                    origin = f" from {source}" if source else ""
+                    warnings.append(Finding(
+                        "ingress_not_declared", f"{what} needs tcp {port}{origin}, which {plan.agency}'s declared "
+                                                "ingress does not admit: add it to the agency's onboarding spec",
+                        field="ingress", system=plan.system, agency=plan.agency, wave=wave.number))
+    return tuple(warnings)
 
 
 def plan_system(system: System, catalogue: Catalogue, flavors: Sequence[Flavor], *, wave: int = 1,
@@ -1480,9 +1571,11 @@ def check_capacity(waves: Sequence[WavePlan], quotas: Mapping[str, Quota],
 
 def plan_migration(systems: Sequence[System], catalogue: Catalogue, flavors: Sequence[Flavor], *,
                    quotas: Mapping[str, Quota], cloud_free: Resources,
-                   waves: Sequence[Sequence[str]] | None = None, image: str = DEFAULT_IMAGE) -> MigrationPlan:
+                   waves: Sequence[Sequence[str]] | None = None, image: str = DEFAULT_IMAGE,
+                   networks: Mapping[str, AgencyNetwork] | None = None) -> MigrationPlan:
     """The whole plan: `waves` (system codes, wave 1 first; default: plan_waves over every legacy system), each
     system planned, then the capacity checked. Every problem is a finding; the plan is `ok` only without any.
+    With the agencies' `networks`, traffic between the tiers that their declared ingress would drop is a warning.
 
     Raises DependencyCycleError for a cycle among the planned systems.
     """
@@ -1506,4 +1599,5 @@ def plan_migration(systems: Sequence[System], catalogue: Catalogue, flavors: Seq
                              for f in exc.findings]
         wave_plans.append(WavePlan(number, tuple(plans)))
     findings += check_capacity(wave_plans, quotas, cloud_free)
-    return MigrationPlan(catalogue.version, tuple(wave_plans), tuple(findings))
+    return MigrationPlan(catalogue.version, tuple(wave_plans), tuple(findings),
+                         ingress_warnings(wave_plans, networks or {}))

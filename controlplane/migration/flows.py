@@ -222,8 +222,12 @@ def _run_jobs(ctx: AppContext, migration_id: str, run_id: int, specs: tuple[JobS
         with transaction(ctx.sessions) as session:
             if _cancel_requested(session, migration_id):
                 raise StepCanceled("canceled before its job started")
-            job = job_service.request_job(session, clock=ctx.clock, actor=f"migration:{facts.system}",
-                                          box=secret_box(ctx), data=data, runner=process_identity())
+            try:
+                job = job_service.request_job(session, clock=ctx.clock, actor=f"migration:{facts.system}",
+                                              box=secret_box(ctx), data=data, runner=process_identity(),
+                                              artifacts=ctx.settings.effective_artifacts_dir)
+            except InvalidInput as exc:  # e.g. an artifact removed since the wave was made
+                raise StepFailed(f"{spec.what}: {exc.message}") from None
             job_id = job.id
         _note(ctx, migration_id, run_id, jobs=job_id)
         done = job_flows.run_job(ctx, job_id=job_id)
@@ -566,13 +570,15 @@ def create_wave(session: Session, *, ctx: AppContext, actor: audit.Actor, data: 
                                                    cached=ctx.metrics.cloud.snapshot)
     try:
         plan = domain.plan_migration(systems, catalogue, domain.DEVCLOUD_FLAVORS, quotas=quotas,
-                                     cloud_free=cloud_free, waves=[data.systems])
+                                     cloud_free=cloud_free, waves=[data.systems],
+                                     networks=inventory.network_inputs(session, cloud=ctx.settings.cloud))
     except domain.DependencyCycleError as exc:
         raise InvalidInput(str(exc), field="systems") from None
     cidrs = {t.agency.code: t.cidr for t in cloud_service.list_tenancies(session, viewer=actor,
                                                                          cloud=ctx.settings.cloud)}
     return service.create_wave(session, clock=ctx.clock, actor=actor, box=secret_box(ctx), data=data, plan=plan,
-                               cloud=ctx.settings.cloud, network_cidrs=cidrs)
+                               cloud=ctx.settings.cloud, network_cidrs=cidrs,
+                               artifacts=ctx.settings.effective_artifacts_dir)
 
 
 def submit(ctx: AppContext, migrations: list[tuple[str, str, str]]) -> None:

@@ -299,8 +299,17 @@ def capacity_inputs(session: Session, *, cloud: str,
                              sum(h.memory_mb - h.memory_mb_used for h in hypervisors))
 
 
+def network_inputs(session: Session, *, cloud: str) -> dict[str, domain.AgencyNetwork]:
+    """Each onboarded agency's network range and declared ingress, as its tenancy's spec holds them."""
+    return {tenancy.agency.code: domain.AgencyNetwork(tenancy.cidr, tuple(
+        domain.Opening(rule["protocol"], rule.get("port_min"), rule.get("port_max"), rule["remote_cidr"])
+        for rule in tenancy.ingress))
+        for tenancy in session.scalars(select(CloudTenancy).where(CloudTenancy.cloud == cloud))}
+
+
 def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: Sequence[Sequence[str]] | None = None,
                quotas: Mapping[str, Quota], cloud_free: Resources,
+               networks: Mapping[str, domain.AgencyNetwork] | None = None,
                flavors: Sequence[domain.Flavor] = domain.DEVCLOUD_FLAVORS) -> domain.MigrationPlan:
     """The plan of `codes` (in waves by dependency), of the grouping `waves` (checked), or of every legacy system,
     over every stored system (dependencies and their status) and the shipped catalogue. Problems are findings.
@@ -316,7 +325,8 @@ def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: S
     if codes is not None:
         assignment = domain.plan_waves(systems, catalogue, planned=codes)
         waves, chosen = assignment.waves, assignment.findings
-    plan = domain.plan_migration(systems, catalogue, flavors, quotas=quotas, cloud_free=cloud_free, waves=waves)
+    plan = domain.plan_migration(systems, catalogue, flavors, quotas=quotas, cloud_free=cloud_free, waves=waves,
+                                 networks=networks)
     # plan_waves leaves out the codes it cannot plan (unknown, migrated): their findings are only in `chosen`.
     extra = tuple(f for f in chosen if f not in plan.findings)
     return dataclasses.replace(plan, findings=extra + plan.findings) if extra else plan
@@ -330,5 +340,6 @@ def plan_systems(session: Session, *, viewer: audit.Actor, cloud: str, cached: C
         raise Forbidden("migration plans span agencies and the cloud's capacity: they are for operators and "
                         "auditors; see your agency's systems at /api/v1/systems", field="role")
     quotas, free = capacity_inputs(session, cloud=cloud, cached=cached)
-    plan = build_plan(session, codes=codes, waves=waves, quotas=quotas, cloud_free=free)
+    plan = build_plan(session, codes=codes, waves=waves, quotas=quotas, cloud_free=free,
+                      networks=network_inputs(session, cloud=cloud))
     return PlanRead(**plan.to_dict(), text=plan.render())

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
-from controlplane.errors import InvalidInput
+from controlplane.http_api import errors
 from controlplane.migration import inventory
 from controlplane.migration.domain import SystemStatus
 from controlplane.migration.inventory_schemas import (
@@ -24,17 +24,18 @@ from controlplane.migration.inventory_schemas import (
     SystemDetail,
     SystemRead,
 )
+from controlplane.uploads import read_upload
 
 MigrationReader = Annotated[Principal, Depends(require(Permission.MIGRATION_READ))]
 MigrationWriter = Annotated[Principal, Depends(require(Permission.MIGRATION_WRITE))]
 
 router = APIRouter(prefix="/api/v1", tags=["migration inventory"])
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 EXPORT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.YAML: "application/yaml"}
 
 
-@router.get("/systems", response_model=list[SystemRead], summary="Agency systems of the inventory")
+@router.get("/systems", response_model=list[SystemRead], summary="Agency systems of the inventory",
+            responses=errors(404, s404="the agency is unknown"))
 def list_systems(*, principal: MigrationReader, session: DbSession, agency: str | None = None,
                  status: SystemStatus | None = None) -> list[SystemRead]:
     return [inventory.system_read(row)
@@ -43,15 +44,14 @@ def list_systems(*, principal: MigrationReader, session: DbSession, agency: str 
 
 @router.post("/systems/import", response_model=ImportReport,
              summary="Import systems from CSV or YAML, all or nothing (422 lists every bad row)",
+             responses=errors(409, s409="`replace` would delete a system that has a migration"),
              description="Columns or fields: code, agency, name_ko, name_en, criticality, maintenance_window, vcpus, "
                          "ram_mb, disk_gb, data_gb, components, depends_on, status, notes. `merge` creates and "
                          "updates by code; `replace` also deletes the systems the file leaves out; `dry_run` only "
                          "reports. Unknown components are stored and flagged in `findings`.")
 async def import_systems(*, file: UploadFile, principal: MigrationWriter, session: DbSession, ctx: Ctx,
                          mode: ImportMode = ImportMode.MERGE, dry_run: bool = False) -> ImportReport:
-    content = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise InvalidInput(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB", field="file")
+    content = await read_upload(file, ctx.settings.max_upload_bytes)
 
     def _import() -> ImportReport:
         return inventory.import_systems(session, clock=ctx.clock, actor=principal, filename=file.filename or "",
@@ -61,7 +61,8 @@ async def import_systems(*, file: UploadFile, principal: MigrationWriter, sessio
 
 
 @router.get("/systems/export", summary="The systems as CSV or YAML that imports back to the same systems",
-            response_class=Response, responses={200: {"content": {t: {} for t in EXPORT_TYPES.values()}}})
+            response_class=Response, responses={200: {"content": {t: {} for t in EXPORT_TYPES.values()}},
+                                                **errors(404, s404="the agency is unknown")})
 def export_systems(*, principal: MigrationReader, session: DbSession, format: ExportFormat = ExportFormat.CSV,
                    agency: str | None = None) -> Response:
     text = inventory.export_systems(session, viewer=principal, fmt=format, agency=agency)

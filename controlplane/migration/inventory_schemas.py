@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controlplane.inputs import Input
 from controlplane.migration.domain import ComponentKind, Criticality, Grade, SystemStatus
 
 
@@ -150,7 +151,7 @@ class AdoptionRead(BaseModel):
     total: AdoptionRow
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(Input):
     """Which systems to plan: `systems` (waves by dependency), `waves` (a grouping to check), or neither (every
     legacy system)."""
 
@@ -170,4 +171,6 @@ class PlanRead(BaseModel):
     counts: dict[str, int]
     waves: list[dict[str, Any]]
     findings: list[FindingRead]
+    warnings: list[FindingRead] = Field(description="traffic between the tiers the agencies' declared ingress "
+                                                    "would drop (ingress_not_declared); the plan can still be applied")
     text: str

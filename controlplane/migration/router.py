@@ -19,6 +19,7 @@ from controlplane.automation import flows as job_flows
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import InvalidInput
+from controlplane.http_api import MAX_ID, After, RowId, errors
 from controlplane.migration import flows, service
 from controlplane.migration.execution import Control, State, refusal
 from controlplane.migration.models import Migration
@@ -33,10 +34,13 @@ STREAM_POLL_SECONDS = 0.5
 STREAM_KEEPALIVE_SECONDS = 15.0
 _WAVE_CONTROLS = (Control.PAUSE, Control.RESUME, Control.CANCEL)
 _QUEUEING = (Control.RUN, Control.RESUME, Control.RETRY, Control.APPROVE)
+CONTROLS = errors(409, 503, s409="the state does not accept this control (`control_refused` says what it accepts)",
+                  s503="the migration engine does not run in this process")
 
 
 @router.post("/waves", response_model=WaveRead, status_code=201,
-             summary="Make a wave of systems (planned now: 422 with every finding unless the plan is clean)")
+             summary="Make a wave of systems (planned now: 422 with every finding unless the plan is clean)",
+             responses=errors(404, 409, s404="the credential is unknown", s409="a wave of that name exists"))
 def create_wave(*, data: WaveIn, response: Response, principal: Writer, session: DbSession, ctx: Ctx) -> WaveRead:
     wave = flows.create_wave(session, ctx=ctx, actor=principal, data=data)
     response.headers["Location"] = f"{router.prefix}/waves/{wave.id}"
@@ -51,13 +55,14 @@ def list_waves(*, principal: Reader, session: DbSession, limit: int = Query(50, 
 
 @router.get("/waves/{wave_id}", response_model=WaveRead,
             summary="A wave with its migrations, their step runs (timings, jobs) and rollbacks")
-def get_wave(*, wave_id: int, principal: Reader, session: DbSession) -> WaveRead:
+def get_wave(*, wave_id: RowId, principal: Reader, session: DbSession) -> WaveRead:
     return service.wave_read(session, service.get_wave(session, viewer=principal, wave_id=wave_id), viewer=principal)
 
 
 @router.post("/waves/{wave_id}/run", response_model=WaveRead, status_code=202,
-             summary="Start every pending migration of the wave (durable workflows; 202)")
-def run_wave(*, wave_id: int, background: BackgroundTasks, principal: Writer, session: DbSession,
+             summary="Start every pending migration of the wave (durable workflows; 202)",
+             responses=CONTROLS)
+def run_wave(*, wave_id: RowId, background: BackgroundTasks, principal: Writer, session: DbSession,
              ctx: Ctx) -> WaveRead:
     flows.engine(ctx)
     wave = service.get_wave(session, viewer=principal, wave_id=wave_id)
@@ -67,8 +72,8 @@ def run_wave(*, wave_id: int, background: BackgroundTasks, principal: Writer, se
 
 
 @router.post("/waves/{wave_id}/{control}", response_model=WaveRead, status_code=202,
-             summary="pause, resume or cancel every migration of the wave that accepts it")
-def control_wave(*, wave_id: int, control: Control, background: BackgroundTasks, principal: Writer,
+             summary="pause, resume or cancel every migration of the wave that accepts it", responses=CONTROLS)
+def control_wave(*, wave_id: RowId, control: Control, background: BackgroundTasks, principal: Writer,
                  session: DbSession, ctx: Ctx) -> WaveRead:
     if control not in _WAVE_CONTROLS:
         raise InvalidInput(f"a wave accepts {', '.join(_WAVE_CONTROLS)}; {control} is per migration",
@@ -91,7 +96,8 @@ def get_migration(*, migration_id: str, principal: Reader, session: DbSession) -
 
 
 @router.post("/migrations/{migration_id}/approve", response_model=Accepted, status_code=202,
-             summary="Approve the cutover of a migration awaiting it (the front is switched next)")
+             summary="Approve the cutover of a migration awaiting it (the front is switched next)",
+             responses=CONTROLS)
 def approve(*, migration_id: str, background: BackgroundTasks, principal: Approver, session: DbSession,
             ctx: Ctx) -> Accepted:
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
@@ -99,7 +105,8 @@ def approve(*, migration_id: str, background: BackgroundTasks, principal: Approv
 
 
 @router.post("/migrations/{migration_id}/retry", response_model=Accepted, status_code=202,
-             summary="Run a failed or canceled migration again from the failed step (or `from_step`)")
+             summary="Run a failed or canceled migration again from the failed step (or `from_step`)",
+             responses=CONTROLS)
 def retry(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession, ctx: Ctx,
           data: RetryIn | None = None) -> Accepted:
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
@@ -107,7 +114,8 @@ def retry(*, migration_id: str, background: BackgroundTasks, principal: Writer, 
 
 
 @router.post("/migrations/{migration_id}/rollback", response_model=Accepted, status_code=202,
-             summary="Undo a migration: front back to legacy, its servers deleted, then proven gone")
+             summary="Undo a migration: front back to legacy, its servers deleted, then proven gone",
+             responses=CONTROLS)
 def rollback(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession,
              ctx: Ctx) -> Accepted:
     flows.engine(ctx)
@@ -121,7 +129,7 @@ def rollback(*, migration_id: str, background: BackgroundTasks, principal: Write
 
 
 @router.post("/migrations/{migration_id}/{control}", response_model=Accepted, status_code=202,
-             summary="pause, resume or cancel one migration")
+             summary="pause, resume or cancel one migration", responses=CONTROLS)
 def control_migration(*, migration_id: str, control: Control, background: BackgroundTasks, principal: Writer,
                       session: DbSession, ctx: Ctx) -> Accepted:
     if control not in _WAVE_CONTROLS:
@@ -152,7 +160,7 @@ def _apply(session: DbSession, ctx: AppContext, principal: Principal, migration:
 
 @router.get("/waves/{wave_id}/events", response_model=list[EventRead],
             summary="The wave's events after `after` (an event id), in order")
-def wave_events(*, wave_id: int, principal: Reader, session: DbSession, after: int = Query(0, ge=0),
+def wave_events(*, wave_id: RowId, principal: Reader, session: DbSession, after: After = 0,
                 limit: int = Query(1000, ge=1, le=5000)) -> list[EventRead]:
     wave = service.get_wave(session, viewer=principal, wave_id=wave_id)
     return service.events(session, viewer=principal, wave=wave, after=after, limit=limit)
@@ -161,9 +169,9 @@ def wave_events(*, wave_id: int, principal: Reader, session: DbSession, after: i
 @router.get("/waves/{wave_id}/events/stream", response_class=StreamingResponse,
             summary="The wave's events as Server-Sent Events (`wave-event`; `end` once nothing runs)",
             responses={200: {"content": {"text/event-stream": {}}}})
-def stream_wave_events(*, wave_id: int, request: Request, principal: Reader, session: DbSession, ctx: Ctx,
-                       after: int = Query(0, ge=0),
-                       last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
+def stream_wave_events(*, wave_id: RowId, request: Request, principal: Reader, session: DbSession, ctx: Ctx,
+                       after: After = 0,
+                       last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> StreamingResponse:
     service.get_wave(session, viewer=principal, wave_id=wave_id)  # 404 before the stream starts
     return wave_event_stream(ctx, request, principal, wave_id, last_event_id if last_event_id is not None else after)
 

@@ -9,13 +9,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.automation.schemas import NAME_PATTERN
+from controlplane.inputs import Input
 from controlplane.migration.execution import State
 
 _HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _UPSTREAM = r"^[A-Za-z0-9.:\[\]-]+:\d{1,5}( (backup|down|weight=\d+))*$"
 
 
-class _In(BaseModel):
+class _In(Input):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets as random_secrets
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
 from controlplane.auth.roles import Principal
-from controlplane.automation.service import get_credential
+from controlplane.automation.service import get_credential, variables_problems
 from controlplane.clock import Clock
 from controlplane.errors import Conflict, InvalidInput, NotFound
 from controlplane.migration import domain
@@ -44,8 +45,10 @@ def _actor_name(actor: audit.Actor) -> str:
 
 
 def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, data: WaveIn,
-                plan: domain.MigrationPlan, cloud: str, network_cidrs: dict[str, str]) -> Wave:
-    """A draft wave with one pending migration per system of `plan` (which must be clean), all or nothing."""
+                plan: domain.MigrationPlan, cloud: str, network_cidrs: dict[str, str], artifacts: Path) -> Wave:
+    """A draft wave with one pending migration per system of `plan` (which must be clean), all or nothing. Its
+    inputs pass the rules of jobs (variable names, files only from the `artifacts` directory) before anything is
+    made."""
     if session.scalar(select(Wave.id).where(Wave.name == data.name)) is not None:
         raise Conflict(f"a wave named '{data.name}' exists already", field="name")
     if not plan.ok:
@@ -60,9 +63,11 @@ def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: Secr
     problems = []
     for system_plan in system_plans:
         given = data.inputs.get(system_plan.system)
-        inputs = inputs_of(given.model_dump(mode="json") if given else {})
+        raw = given.model_dump(mode="json") if given else {}
         problems += [{"field": f"inputs.{system_plan.system}.{name}", "message": why}
-                     for name, why in missing_inputs(system_plan.to_dict(), inputs)]
+                     for name, why in missing_inputs(system_plan.to_dict(), inputs_of(raw))]
+        problems += [{"field": field, "message": why}
+                     for field, why in _input_problems(system_plan.system, raw, artifacts)]
     if problems:
         raise InvalidInput(f"{problems[0]['field']}: {problems[0]['message']}", field=problems[0]["field"],
                            details=problems)
@@ -90,7 +95,22 @@ def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: Secr
                         "credential": credential.name, "summary": plan.summary()})
     add_event(session, clock=clock, wave_id=wave.id, kind="state", state=wave.state,
               message=f"wave {wave.name} made: {plan.summary()}")
+    for warning in plan.warnings:  # the plan's warnings do not stop the wave; they stay in its events
+        add_event(session, clock=clock, wave_id=wave.id, kind="warning", system=warning.system,
+                  message=warning.message)
     return wave
+
+
+def _input_problems(code: str, given: dict[str, Any], artifacts: Path) -> list[tuple[str, str]]:
+    """What the jobs of a system's steps would refuse in its inputs, found when the wave is made: variable names
+    (`migration_*` are the engine's), and every file (artifact, dump, schema, manifest, CSV) outside `artifacts`."""
+    where = f"inputs.{code}"
+    variables = {"variables": given.get("variables") or {}, "front.vars": (given.get("front") or {}).get("vars") or {}}
+    problems = [problem for name, values in variables.items()
+                for problem in variables_problems(values, f"{where}.{name}", artifacts=artifacts,
+                                                  reserved=("migration_",))]
+    files = {name: given[name] for name in ("artifact", "data") if given.get(name)}
+    return problems + variables_problems(files, where, artifacts=artifacts)
 
 
 def _reach(viewer: audit.Actor, migration: Migration) -> bool:

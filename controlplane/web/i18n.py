@@ -47,8 +47,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "login.password": {"ko": "비밀번호", "en": "Password"},
     "login.submit": {"ko": "로그인", "en": "Log in"},
     "login.failed": {"ko": "아이디 또는 비밀번호가 올바르지 않습니다.", "en": "Wrong username or password."},
-    "login.locked": {"ko": "로그인 실패가 너무 많습니다. 15분 후에 다시 시도하세요.",
-                     "en": "Too many failed logins. Try again in 15 minutes."},
+    "login.locked": {"ko": "로그인 실패가 너무 많습니다. 잠시 후에 다시 시도하세요.",
+                     "en": "Too many failed logins. Try again later."},
     "login.intro": {"ko": "업무 계정으로 로그인하세요.", "en": "Log in with your work account."},
     # errors
     "error.title": {"ko": "요청을 처리할 수 없습니다", "en": "The request could not be handled"},

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from controlplane.auth import service as auth_service
-from controlplane.auth.deps import Ctx, DbSession
+from controlplane.auth.deps import Ctx, DbSession, client_address
 from controlplane.auth.models import Agency, AuditEntry
 from controlplane.auth.roles import Permission, Principal
 from controlplane.auth.security import TOKEN_PREFIX, digest
@@ -275,6 +275,7 @@ def _nav(viewer: Viewer | None, path: str, t: Translator) -> list[NavGroup]:
         infra.append(item("/cloud", "nav.cloud"))
     if principal.has(Permission.JOBS_READ):
         infra.append(item("/jobs", "nav.jobs"))
+    if principal.has(Permission.CREDENTIALS_READ):
         infra.append(item("/credentials", "nav.credentials"))
     if principal.has(Permission.MIGRATION_READ):
         infra.append(item("/systems", "nav.systems"))
@@ -401,12 +402,15 @@ def login_submit(
     target = safe_next(next_path)
     try:
         raw, _token = auth_service.login(ctx.sessions, clock=ctx.clock, username=username.strip(), password=password,
-                                         ttl=timedelta(minutes=ctx.settings.token_ttl_minutes))
+                                         ttl=timedelta(minutes=ctx.settings.token_ttl_minutes),
+                                         address=client_address(request, ctx.settings))
     except (NotAuthenticated, TooManyAttempts) as exc:
         request.state.page_path = "/login?" + urlencode({"next": target})
         failed = "login.locked" if isinstance(exc, TooManyAttempts) else "login.failed"
-        return _render(request, "login.html", {"next": target, "username": username, "failed": failed},
+        page = _render(request, "login.html", {"next": target, "username": username, "failed": failed},
                        status_code=exc.status_code)
+        page.headers.update(exc.headers)  # Retry-After of a throttled login
+        return page
     response = RedirectResponse(target, status_code=303)
     _set_token_cookie(response, ctx, raw)
     return response
@@ -817,6 +821,6 @@ def credentials(
     *, request: Request, principal: Principal = Depends(page_principal), session: DbSession
 ) -> Response:
     """The SSH credentials jobs log in with: never a private key, only what identifies it."""
-    _require(principal, Permission.JOBS_READ)
+    _require(principal, Permission.CREDENTIALS_READ)
     rows = [job_service.credential_read(c) for c in job_service.list_credentials(session)]
     return _render(request, "credentials.html", {"credentials": rows})

@@ -221,4 +221,4 @@ def _engine_app(engine_settings: Settings, clock: FixedClock, sessions: sessionm
             agency = session.scalar(select(Agency).where(Agency.code == "MOIS"))
             assert agency is not None
             session.add_all(system_rows(agency.id, clock.now()))
-        yield EngineApp(client, fake, runner, checks, sessions, ops, tmp_path / "files", login)
+        yield EngineApp(client, fake, runner, checks, sessions, ops, engine_settings.effective_artifacts_dir, login)

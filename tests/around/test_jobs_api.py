@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,6 +236,21 @@ def test_a_runner_that_breaks_fails_the_job_without_details(automation: Any, ope
     ({"timeout_seconds": 1}, 422, "timeout_seconds", "greater than or equal to 10"),
     ({"credential": "nobody"}, 404, "credential", "unknown credential 'nobody'"),
     ({"agency": "NOPE"}, 404, "agency", "unknown agency 'NOPE'"),
+    # --limit names the job's own hosts and groups only: Ansible's @file form would read a file of this machine.
+    ({"limit": "@/etc/passwd"}, 422, "limit", "'@/etc/passwd' is not one of the job's hosts or groups"),
+    ({"limit": "web-*"}, 422, "limit", "'web-*' is not one of the job's hosts or groups"),
+    ({"limit": "web-1,~db.*"}, 422, "limit", "'~db.*' is not one of the job's hosts or groups"),
+    # Files the roles copy to the hosts come from the artifacts directory only.
+    ({"extravars": {"app_deploy_artifact_src": "/etc/shadow"}}, 422, "extravars.app_deploy_artifact_src",
+     "outside the artifacts directory"),
+    ({"hosts": [{"name": "w", "address": "10.78.0.1", "vars": {"data_migration_dump_src": "../../etc/passwd"}}]},
+     422, "hosts.0.vars.data_migration_dump_src", "outside the artifacts directory"),
+    ({"extravars": {"data_migration_csv_files": [{"table": "t", "src": "/etc/hosts"}]}}, 422,
+     "extravars.data_migration_csv_files.0.src", "outside the artifacts directory"),
+    ({"extravars": {"app_deploy_artifact_src": ["/etc/shadow"]}}, 422, "extravars.app_deploy_artifact_src",
+     "a file name in the artifacts directory"),
+    ({"extravars": {"data_migration_manifest_src": "missing.json"}}, 422, "extravars.data_migration_manifest_src",
+     "no file 'missing.json' in the artifacts directory"),
 ])
 def test_a_bad_job_is_refused_naming_the_field_and_nothing_is_recorded(
     automation: Any, operator: dict[str, str], overrides: dict[str, Any], status: int, field: str, reason: str
@@ -244,6 +260,52 @@ def test_a_bad_job_is_refused_naming_the_field_and_nothing_is_recorded(
     assert response.json()["field"] == field and reason in response.json()["message"], response.json()
     with transaction(automation.sessions) as session:
         assert session.scalars(select(Job)).all() == []
+    assert automation.runner.jobs == []
+
+
+@pytest.mark.parametrize("limit", ["web-1", "db-1,web-1", "all:!db-1", "nginx:&web-1"])
+def test_a_limit_of_the_jobs_own_hosts_and_groups_is_passed_on(automation: Any, operator: dict[str, str],
+                                                                limit: str) -> None:
+    assert _run(automation, operator, limit=limit, verify=False)["limit"] == limit
+    assert automation.runner.jobs[-1].limit == limit
+
+
+def test_files_are_taken_from_the_artifacts_directory_by_their_real_path(automation: Any, operator: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    artifacts = automation.client.app.state.ctx.settings.effective_artifacts_dir
+    (artifacts / "releases").mkdir(parents=True)
+    (artifacts / "releases" / "app.war").write_bytes(b"war")
+    csv_files = [{"table": "t", "src": str(artifacts / "releases/app.war")}]
+    job = _run(automation, operator, verify=False, extravars={"app_deploy_artifact_src": "releases/app.war"},
+               hosts=[{"name": "w", "address": "10.78.0.1", "vars": {"data_migration_csv_files": csv_files}}])
+    real = str((artifacts / "releases" / "app.war").resolve())
+    assert job["extravars"]["app_deploy_artifact_src"] == real
+    assert job["hosts"][0]["vars"]["data_migration_csv_files"][0]["src"] == real
+    assert automation.runner.jobs[-1].extravars["app_deploy_artifact_src"] == real
+
+
+def test_a_link_that_leads_out_of_the_artifacts_directory_is_refused_then_and_at_run_time(
+        automation: Any, operator: dict[str, str], tmp_path: Path) -> None:
+    artifacts = automation.client.app.state.ctx.settings.effective_artifacts_dir
+    artifacts.mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the control plane's own file")
+    (artifacts / "leak.war").symlink_to(outside)
+    refused = automation.client.post("/api/v1/jobs", headers=operator,
+                                     json=_job(extravars={"app_deploy_artifact_src": "leak.war"}))
+    assert refused.status_code == 422 and "outside the artifacts directory" in refused.json()["message"]
+
+    # A file checked when the job was requested, replaced by a link before it runs: the job fails, nothing runs.
+    (artifacts / "app.war").write_bytes(b"war")
+    ctx = automation.client.app.state.ctx
+    with transaction(automation.sessions) as session:
+        job_id = flows.request_job(session, ctx=ctx, actor="ops1", data=JobIn.model_validate(
+            _job(verify=False, extravars={"app_deploy_artifact_src": "app.war"}))).id
+    (artifacts / "app.war").unlink()
+    (artifacts / "app.war").symlink_to(outside)
+    flows.run_job(ctx, job_id=job_id)
+    job = automation.client.get(f"/api/v1/jobs/{job_id}", headers=operator).json()
+    assert job["status"] == "failed" and "outside the artifacts directory" in job["explanation"], job
     assert automation.runner.jobs == []
 
 
@@ -280,7 +342,8 @@ def test_a_cancel_through_the_database_reaches_a_job_run_by_another_process(auto
 def test_a_pending_job_is_canceled_at_once(automation: Any, operator: dict[str, str], clock: Any) -> None:
     with transaction(automation.sessions) as session:
         job = service.request_job(session, clock=clock, actor="ops1", box=flows.secret_box(
-            automation.client.app.state.ctx), data=JobIn.model_validate(_job()), runner="elsewhere:1:1")
+            automation.client.app.state.ctx), data=JobIn.model_validate(_job()), runner="elsewhere:1:1",
+            artifacts=automation.client.app.state.ctx.settings.effective_artifacts_dir)
         job_id = job.id
     with transaction(automation.sessions) as session:
         canceled = service.request_cancel(session, clock=clock, actor="ops1", job_id=job_id)
@@ -312,6 +375,11 @@ def test_who_may_read_run_and_cancel_jobs(automation: Any, operator: dict[str, s
         assert client.post("/api/v1/jobs", headers=who, json=_job()).status_code == 403
         assert client.post(f"/api/v1/jobs/{mois_job}/cancel", headers=who).status_code == 403
         assert client.put("/api/v1/credentials/x", headers=who, json={"private_key": "k"}).status_code == 403
+    # The control plane's SSH credentials (names, fingerprints, who made them) are for admins, operators, auditors.
+    assert [c["name"] for c in client.get("/api/v1/credentials", headers=auditor).json()] == ["hosts-root"]
+    assert client.get("/api/v1/credentials", headers=operator).status_code == 200
+    for who in (mois, secretariat):
+        assert client.get("/api/v1/credentials", headers=who).status_code == 403
 
 
 # --- events stream, interruption, metrics -----------------------------------------------------------------
@@ -341,7 +409,8 @@ def test_jobs_of_a_dead_process_are_failed_as_interrupted_at_start(automation: A
     with transaction(automation.sessions) as session:
         dead = f"{socket.gethostname()}:999999:1"
         job = service.request_job(session, clock=clock, actor="ops1", box=flows.secret_box(
-            automation.client.app.state.ctx), data=JobIn.model_validate(_job()), runner=dead)
+            automation.client.app.state.ctx), data=JobIn.model_validate(_job()), runner=dead,
+            artifacts=automation.client.app.state.ctx.settings.effective_artifacts_dir)
         job.status = "running"  # as a process that died while it ran would leave it
         job_id = job.id
     assert flows.recover_interrupted(automation.client.app.state.ctx) == [job_id]

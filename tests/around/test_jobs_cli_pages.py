@@ -183,7 +183,8 @@ def test_who_sees_which_jobs_pages(automation: Any, operator: dict[str, str], ma
         assert refused.status_code == 404, path
         assert refused.headers["content-type"].startswith("text/html")
     assert client.get(f"/jobs/{moef_job}").status_code == 200
-    assert 'data-credential="hosts-root"' in client.get("/credentials").text
+    assert client.get("/credentials").status_code == 403  # the control plane's credentials are not a ministry's
+    assert 'href="/credentials"' not in client.get("/jobs").text
 
     make_user("sec-page", "secretariat")
     _page_login(automation, "sec-page")
@@ -303,8 +304,8 @@ def test_the_credentials_page_never_shows_a_private_key(automation: Any, operato
         "private_key": ssh_private_key, "username": "deploy", "description": "deploy <user>",
         "known_hosts": "10.78.0.11 ssh-ed25519 AAAAC3Nza\n10.78.0.12 ssh-ed25519 AAAAC3Nzb\n"})
     listed = {c["name"]: c for c in automation.client.get("/api/v1/credentials", headers=operator).json()}
-    make_user("mois-page", "ministry", "MOIS")
-    _page_login(automation, "mois-page")
+    make_user("aud-page", "auditor")
+    _page_login(automation, "aud-page")
 
     page = automation.client.get("/credentials")
     assert page.status_code == 200 and "SSH 자격 증명" in page.text

@@ -259,6 +259,55 @@ def test_bad_waves_are_refused_and_nothing_is_made(engine_app, change, field, te
         assert session.scalar(select(func.count()).select_from(Migration)) == 0
 
 
+def _app_inputs(app: EngineApp, **change: Any) -> dict[str, Any]:
+    inputs = wave_body(app.files)["inputs"]
+    return {"inputs": {**inputs, "t-app": {**inputs["t-app"], **change}}}
+
+
+@pytest.mark.parametrize(("change", "field", "text"), [
+    # The rules of jobs hold for the variables a wave gives its jobs.
+    ({"variables": {"ansible_connection": "local"}}, "inputs.t-app.variables.ansible_connection",
+     "set by the control plane"),
+    ({"variables": {"migration_steps": ["nginx"]}}, "inputs.t-app.variables.migration_steps",
+     "set by the control plane"),
+    ({"variables": {"tomcat_admin_password": "x"}}, "inputs.t-app.variables.tomcat_admin_password",
+     "looks like a secret"),
+    ({"front": {"name": "front-app", "address": "10.78.0.5",
+                "vars": {"ansible_ssh_common_args": "-o ProxyCommand=id"}}},
+     "inputs.t-app.front.vars.ansible_ssh_common_args", "set by the control plane"),
+    # Files come from the artifacts directory only, whatever input names them.
+    ({"artifact": {"kind": "war", "name": "minwon", "src": "/etc/shadow", "checksum": "sha256:" + "0" * 64}},
+     "inputs.t-app.artifact.src", "outside the artifacts directory"),
+    ({"artifact": {"kind": "war", "name": "minwon", "src": "../../../../etc/passwd",
+                   "checksum": "sha256:" + "0" * 64}}, "inputs.t-app.artifact.src", "outside the artifacts directory"),
+    ({"variables": {"app_deploy_artifact_src": "/etc/shadow"}}, "inputs.t-app.variables.app_deploy_artifact_src",
+     "outside the artifacts directory"),
+    ({"front": {"name": "front-app", "address": "10.78.0.5", "vars": {"nginx_cert_src": "/etc/ssl/private/key"}}},
+     "inputs.t-app.front.vars.nginx_cert_src", "outside the artifacts directory"),
+])
+def test_wave_inputs_pass_the_rules_of_jobs(engine_app, change, field, text):
+    app = engine_app
+    response = app.client.post(f"{API}/waves", headers=app.ops, json=wave_body(app.files, **_app_inputs(app, **change)))
+    assert response.status_code == 422, response.text
+    assert field in [d["field"] for d in response.json()["details"]], response.json()
+    assert text in response.text
+    with transaction(app.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Wave)) == 0
+
+
+@pytest.mark.parametrize("key", ["dump_src", "manifest_src", "schema_src"])
+def test_a_wave_cannot_send_the_control_planes_own_files(engine_app, key):
+    app = engine_app
+    database = app.files.parent / "controlplane.db"  # the product's own database, beside the artifacts directory
+    database.write_bytes(b"SQLite format 3")
+    inputs = wave_body(app.files)["inputs"]
+    data = {**inputs["t-db"]["data"], key: str(database)}
+    response = app.client.post(f"{API}/waves", headers=app.ops,
+                               json=wave_body(app.files, inputs={**inputs, "t-db": {"data": data}}))
+    assert response.status_code == 422, response.text
+    assert f"inputs.t-db.data.{key}" in [d["field"] for d in response.json()["details"]]
+
+
 def test_a_dependency_cycle_an_unknown_component_and_a_wave_over_quota_are_refused(engine_app):
     app = engine_app
     with transaction(app.sessions) as session:

@@ -203,7 +203,7 @@ def estate(devcloud: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory
     try:
         token = httpx.post(f"{server.url}/api/v1/auth/token", json={"username": "ops", "password": PASSWORD})
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        estate = Estate(server, headers, agency, work / "files", None, ssh_key, lambda: None, lambda: None, {}, [])
+        estate = Estate(server, headers, agency, work / "artifacts", None, ssh_key, lambda: None, lambda: None, {}, [])
         _onboard(estate, devcloud, ssh_key)
         with transaction(sessions) as session:
             tenancy = session.scalars(select(CloudTenancy).where(CloudTenancy.cloud == devcloud.cloud_name,

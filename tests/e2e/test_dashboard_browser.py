@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from servers import free_port, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -61,18 +61,8 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(data_dir: Path) -> dict[str, str]:
-    # Only this server's settings: nothing from the caller's CP_* variables (a CP_DATABASE_URL would win).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CP_")}
-    env.update({"CP_DATA_DIR": str(data_dir), "CP_ENV": "dev", "CP_METRICS_REFRESH_SECONDS": "5",
-                "PYTHONUNBUFFERED": "1"})
-    return env
+    return server_env(data_dir, env="dev", metrics_refresh_seconds="5")
 
 
 def _cli(data_dir: Path, *args: str, stdin: str | None = None) -> None:
@@ -139,7 +129,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _write_sessions(sessions_file)
     _cli(data_dir, "compliance", "import", str(sessions_file))
 
-    port = _free_port()
+    port = free_port()
     log = data_dir / "server.log"
     with log.open("wb") as log_handle:
         process = subprocess.Popen(

@@ -64,13 +64,20 @@ def inventory_yaml(*systems: dict[str, Any]) -> str:
     return yaml.safe_dump({"systems": [{**defaults, **s} for s in systems]}, sort_keys=False)
 
 
+# What the sample's systems need between their tiers and from the control plane (see domain.traffic_needs).
+TIERS_INGRESS = [{"protocol": "tcp", "port_min": port, "port_max": port, "remote_cidr": "10.0.0.0/8"}
+                 for port in (22, 80, 8080, 5432)]
+
+
 def add_tenancy(sessions: sessionmaker[Session], clock: FixedClock, *, cloud: str, agency: str, instances: int = 10,
-                cores: int = 40, ram_mb: int = 65536) -> None:
-    """The agency's onboarding spec on `cloud` with these quotas (nothing applied: the cloud is not involved)."""
+                cores: int = 40, ram_mb: int = 65536, ingress: list[dict[str, Any]] | None = None) -> None:
+    """The agency's onboarding spec on `cloud` with these quotas and ingress (default: what the tiers need; nothing
+    applied: the cloud is not involved)."""
     with transaction(sessions) as session:
         found = auth_service.agency_by_code(session, code=agency)
         session.add(CloudTenancy(agency_id=found.id, cloud=cloud, quota_instances=instances, quota_cores=cores,
-                                 quota_ram_mb=ram_mb, quota_volumes=0, cidr=f"10.81.{found.id}.0/24", ingress=[],
+                                 quota_ram_mb=ram_mb, quota_volumes=0, cidr=f"10.81.{found.id}.0/24",
+                                 ingress=TIERS_INGRESS if ingress is None else ingress,
                                  created_at=clock.now(), updated_at=clock.now()))
 
 

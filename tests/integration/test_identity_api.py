@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import PASSWORD
+from fastapi.testclient import TestClient
 
 from controlplane.auth import service
 from controlplane.auth.schemas import AgencyCreate, AgencyKind
@@ -82,15 +83,19 @@ def test_wrong_credentials_give_401_with_the_uniform_body(client, make_user, use
     assert response.headers.get("www-authenticate") == "Bearer"
 
 
-def test_repeated_failed_logins_lock_the_name_for_a_while(client, make_user, login, clock):
+def test_repeated_failed_logins_lock_the_name_from_that_address_for_a_while(client, make_user, login, clock):
     make_user("frank", "operator")
     for _ in range(5):
         _error(client.post(TOKEN, json={"username": "frank", "password": "not-the-password-1"}), 401)
-    # Locked: even the right password is refused, with its own code, and so is an unknown name alike.
-    locked = _error(client.post(TOKEN, json={"username": "frank", "password": PASSWORD}), 429,
-                    field="username", code="too_many_attempts")
-    assert "try again" in locked["message"]
-    clock.advance(timedelta(minutes=16))
+    # Locked from this address: even the right password is refused, with its own code and when to come back.
+    response = client.post(TOKEN, json={"username": "frank", "password": PASSWORD})
+    locked = _error(response, 429, field="username", code="too_many_attempts")
+    assert "try again in 60 seconds" in locked["message"]
+    assert response.headers["retry-after"] == "60"
+    # Another address is not locked (tests/integration/test_login_throttling.py has the whole story).
+    elsewhere = TestClient(client.app, client=("198.51.100.10", 50000))
+    assert elsewhere.post(TOKEN, json={"username": "frank", "password": PASSWORD}).status_code == 200
+    clock.advance(timedelta(minutes=1))
     assert client.post(TOKEN, json={"username": "frank", "password": PASSWORD}).status_code == 200
 
     admin = login("root", "admin")

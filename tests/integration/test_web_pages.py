@@ -150,6 +150,7 @@ def test_too_many_failed_logins_show_the_lock_message_with_429(
         client.post("/login", data={"username": "lee", "password": "wrong-password-1"}, follow_redirects=False)
     response = client.post("/login", data={"username": "lee", "password": PASSWORD}, follow_redirects=False)
     assert response.status_code == 429
+    assert response.headers["retry-after"] == "60"  # locked from this address only (test_login_throttling.py)
     assert "로그인 실패가 너무 많습니다" in response.text
     assert "cp_token" not in response.headers.get("set-cookie", "")
 

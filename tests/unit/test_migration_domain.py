@@ -303,7 +303,7 @@ def test_parse_inventory_reports_every_bad_row_with_number_and_field() -> None:
     assert messages[(7, "components[0].version")] == "12.1 must be quoted text (YAML reads 12.10 as 12.1)"
     assert messages[(8, "depends_on")] == "depends on nowhere, which is not in the inventory"  # bad-row is known
     assert messages[(9, "data_gb")] == "500 GB of data do not fit on 200 GB of disk"
-    assert messages[(4, "vcpus")] == "0 must be a whole number of 1 or more"
+    assert messages[(4, "vcpus")] == "0 must be a whole number from 1 to 2147483647"
     assert exc.value.row == 4 and exc.value.field == "code" and exc.value.system == "Bad_Code"
     assert str(exc.value).endswith("(and 16 more)")
 
@@ -605,3 +605,53 @@ def test_catalogue_entry_lookup() -> None:
     with pytest.raises(KeyError):
         CATALOGUE.entry("nope")
     assert isinstance(CATALOGUE, Catalogue)
+
+
+# --------------------------------------------------------------------------- traffic the declared ingress drops
+
+
+def _opening(port_min: int | None, port_max: int | None = None, remote: str = "0.0.0.0/0",
+             protocol: str = "tcp") -> domain.Opening:
+    return domain.Opening(protocol, port_min, port_max if port_max is not None else port_min, remote)
+
+
+def _warnings(*openings: domain.Opening, cidr: str = "10.81.3.0/24") -> list[tuple[str | None, str]]:
+    plan = domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={}, cloud_free=Resources(
+        -1, -1, -1), networks={"MOIS": domain.AgencyNetwork(cidr, openings)})
+    return [(w.system, w.message.split(" needs ")[1].split(",")[0]) for w in plan.warnings]
+
+
+def test_a_plan_warns_of_each_traffic_between_tiers_the_declared_ingress_drops() -> None:
+    # minwon: Oracle + WebLogic + WebtoB -> db, app and web tiers: SSH, front->web 80, web->app 8080, app->db 5432.
+    assert _warnings(_opening(22), _opening(80)) == [("minwon", "tcp 8080 from 10.81.3.0/24"),
+                                                     ("minwon", "tcp 5432 from 10.81.3.0/24")]
+    assert _warnings(_opening(22), _opening(80), _opening(8080, remote="10.81.0.0/16"),
+                     _opening(5000, 6000, remote="10.81.3.0/24")) == []
+    # From elsewhere than the agency's network, a rule does not admit the tiers' traffic to each other.
+    assert _warnings(_opening(22), _opening(80), _opening(8080, remote="192.168.0.0/24"),
+                     _opening(5432, remote="10.81.4.0/24")) == [("minwon", "tcp 8080 from 10.81.3.0/24"),
+                                                                ("minwon", "tcp 5432 from 10.81.3.0/24")]
+    # UDP does not carry TCP; a rule for every port and protocol admits everything.
+    assert ("minwon", "tcp 22") in _warnings(_opening(22, protocol="udp"), _opening(80))
+    assert _warnings(_opening(None, protocol="any")) == []
+
+
+def test_warnings_do_not_stop_a_plan_and_are_listed_after_its_findings() -> None:
+    plan = domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={}, cloud_free=Resources(
+        -1, -1, -1), networks={"MOIS": domain.AgencyNetwork("10.81.3.0/24", (_opening(22),))})
+    assert [f.code for f in plan.findings] == ["no_quota"]
+    assert {w.code for w in plan.warnings} == {"ingress_not_declared"} and len(plan.warnings) == 3
+    assert plan.to_dict()["warnings"][0]["field"] == "ingress"
+    assert "Warnings (3): the plan can be applied, but this traffic would be dropped" in plan.render()
+    assert "~ minwon ingress: the users' front to the web tier (nginx) needs tcp 80" in plan.render()
+    # An agency the plan knows no network of (no tenancy) gets no warning: its no_quota finding says enough.
+    assert domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={},
+                                 cloud_free=Resources(-1, -1, -1)).warnings == ()
+
+
+def test_only_the_tiers_a_system_has_need_traffic() -> None:
+    app_only = domain.plan_system(_system("app", components=(HPUX, WEBLOGIC)), CATALOGUE, DEVCLOUD_FLAVORS)
+    assert [port for _, port, _ in domain.traffic_needs(app_only, "10.81.3.0/24")] == [22, 8080]
+    db_only = domain.plan_system(_system("db", components=(HPUX, ORACLE), vcpus=2, ram_mb=2048), CATALOGUE,
+                                 DEVCLOUD_FLAVORS)
+    assert [port for _, port, _ in domain.traffic_needs(db_only, "10.81.3.0/24")] == [22]
