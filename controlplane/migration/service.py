@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from controlplane.auth import audit
 from controlplane.auth.roles import Principal
@@ -118,7 +118,10 @@ def _reach(viewer: audit.Actor, migration: Migration) -> bool:
 
 
 def get_wave(session: Session, *, viewer: audit.Actor, wave_id: int) -> Wave:
-    wave = session.get(Wave, wave_id)
+    # The wave and its migrations in one statement: read apart (PostgreSQL reads committed data per statement), the
+    # migrations could show a transition whose wave state the first read missed (all succeeded, wave "running").
+    wave = session.scalars(select(Wave).where(Wave.id == wave_id).options(joinedload(Wave.migrations))
+                           .execution_options(populate_existing=True)).unique().one_or_none()
     if wave is None or not any(_reach(viewer, m) for m in wave.migrations):
         raise NotFound(f"no wave {wave_id}", field="wave_id")
     return wave
