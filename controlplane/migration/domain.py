@@ -26,7 +26,6 @@ would be cut over before what it needs. Within a wave systems run dependencies f
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import unicodedata
@@ -1326,7 +1325,7 @@ class WavePlan:
 @dataclass(frozen=True)
 class MigrationPlan:
     """Every wave's system plans and every finding; only a plan without findings may be applied. Warnings (traffic
-    the agency's declared ingress would drop) do not stop it: the operator decides."""
+    the agency's declared ingress would drop: controlplane.migration.ingress) do not stop it: the operator decides."""
 
     catalogue_version: str
     waves: tuple[WavePlan, ...]
@@ -1380,76 +1379,6 @@ class MigrationPlan:
                 "counts": self.counts,
                 "waves": [{"number": w.number, "systems": [s.to_dict() for s in w.systems]} for w in self.waves],
                 "findings": [f.to_dict() for f in self.findings], "warnings": [f.to_dict() for f in self.warnings]}
-
-
-# --------------------------------------------------------------------------- traffic between the tiers
-
-
-@dataclass(frozen=True)
-class Opening:
-    """One rule of an agency's declared ingress (its security group on the cloud admits only these)."""
-
-    protocol: str  # tcp, udp, icmp or any
-    port_min: int | None  # None: every port
-    port_max: int | None
-    remote_cidr: str
-
-    def admits(self, port: int, source: str | None) -> bool:
-        """Whether TCP to `port` from `source` (a CIDR; None: from somewhere the plan does not know) gets in."""
-        if self.protocol not in ("tcp", "any"):
-            return False
-        if self.port_min is not None and not self.port_min <= port <= (self.port_max or self.port_min):
-            return False
-        if source is None:
-            return True
-        remote = ipaddress.ip_network(self.remote_cidr, strict=False)
-        inside = ipaddress.ip_network(source, strict=False)
-        return inside.version == remote.version and inside.subnet_of(remote)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class AgencyNetwork:
-    """What the plan knows of an agency's network on the cloud: its range and its declared ingress."""
-
-    cidr: str
-    ingress: tuple[Opening, ...]
-
-
-def traffic_needs(plan: SystemPlan, cidr: str | None) -> list[tuple[str, int, str | None]]:
-    """(what, TCP port, source CIDR or None) of the traffic a migrated system's servers must accept: SSH from the
-    control plane (every step's jobs), its users' front to the web tier (80) or else to Tomcat (8080), the web tier
-    to Tomcat and the application to PostgreSQL from the agency's own network."""
-    tiers = {s.tier for s in plan.servers}
-    tomcat = any("tomcat" in s.roles for s in plan.servers)
-    needs: list[tuple[str, int, str | None]] = [("the control plane to every server (SSH, for the jobs)", 22, None)]
-    if Tier.WEB in tiers:
-        needs.append(("the users' front to the web tier (nginx)", 80, None))
-    elif tomcat:
-        needs.append(("the users' front to the app tier (Tomcat)", 8080, None))
-    if Tier.WEB in tiers and tomcat:
-        needs.append(("the web tier to the app tier (Tomcat)", 8080, cidr))
-    if Tier.DB in tiers and tiers & {Tier.APP, Tier.WEB}:
-        needs.append(("the application to its database (PostgreSQL)", 5432, cidr))
-    return needs
-
-
-def ingress_warnings(waves: Sequence[WavePlan], networks: Mapping[str, AgencyNetwork]) -> tuple[Finding, ...]:
-    """One warning per system and traffic its agency's declared ingress does not admit (agencies the plan knows no
-    network of are left out: they have no tenancy, a finding of their own)."""
-    warnings = []
-    for wave in waves:
-        for plan in wave.systems:
-            network = networks.get(plan.agency)
-            if network is None:
-                continue
-            for what, port, source in traffic_needs(plan, network.cidr or None):
-                if not any(rule.admits(port, source) for rule in network.ingress):
-                    origin = f" from {source}" if source else ""
-                    warnings.append(Finding(
-                        "ingress_not_declared", f"{what} needs tcp {port}{origin}, which {plan.agency}'s declared "
-                                                "ingress does not admit: add it to the agency's onboarding spec",
-                        field="ingress", system=plan.system, agency=plan.agency, wave=wave.number))
-    return tuple(warnings)
 
 
 def plan_system(system: System, catalogue: Catalogue, flavors: Sequence[Flavor], *, wave: int = 1,
@@ -1571,11 +1500,9 @@ def check_capacity(waves: Sequence[WavePlan], quotas: Mapping[str, Quota],
 
 def plan_migration(systems: Sequence[System], catalogue: Catalogue, flavors: Sequence[Flavor], *,
                    quotas: Mapping[str, Quota], cloud_free: Resources,
-                   waves: Sequence[Sequence[str]] | None = None, image: str = DEFAULT_IMAGE,
-                   networks: Mapping[str, AgencyNetwork] | None = None) -> MigrationPlan:
+                   waves: Sequence[Sequence[str]] | None = None, image: str = DEFAULT_IMAGE) -> MigrationPlan:
     """The whole plan: `waves` (system codes, wave 1 first; default: plan_waves over every legacy system), each
     system planned, then the capacity checked. Every problem is a finding; the plan is `ok` only without any.
-    With the agencies' `networks`, traffic between the tiers that their declared ingress would drop is a warning.
 
     Raises DependencyCycleError for a cycle among the planned systems.
     """
@@ -1599,5 +1526,4 @@ def plan_migration(systems: Sequence[System], catalogue: Catalogue, flavors: Seq
                              for f in exc.findings]
         wave_plans.append(WavePlan(number, tuple(plans)))
     findings += check_capacity(wave_plans, quotas, cloud_free)
-    return MigrationPlan(catalogue.version, tuple(wave_plans), tuple(findings),
-                         ingress_warnings(wave_plans, networks or {}))
+    return MigrationPlan(catalogue.version, tuple(wave_plans), tuple(findings))

@@ -30,7 +30,6 @@ from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import AppError, InvalidInput
 from controlplane.migration import domain, inventory, service
-from controlplane.migration.catalogue import load_catalogue
 from controlplane.migration.execution import JobSpec, State, inputs_of, owner_tag, step_jobs
 from controlplane.migration.models import AgencySystem, Migration, Rollback, StepRun, Wave
 from controlplane.migration.schemas import WaveIn
@@ -558,9 +557,7 @@ class WorkflowsOff(AppError):
 def create_wave(session: Session, *, ctx: AppContext, actor: audit.Actor, data: WaveIn) -> Wave:
     """A wave from systems of the inventory, planned now against the agencies' cached quotas: refused (422 with
     every finding) unless the plan is clean, and unless every system has the inputs its steps need."""
-    catalogue = load_catalogue()
-    systems = inventory.domain_systems(session)
-    known = {s.code for s in systems}
+    known = {s.code for s in inventory.domain_systems(session, codes=data.systems)}
     unknown = [code for code in data.systems if code not in known]
     if unknown:
         raise InvalidInput(f"{unknown[0]} is not in the inventory", field="systems",
@@ -569,9 +566,8 @@ def create_wave(session: Session, *, ctx: AppContext, actor: audit.Actor, data: 
     quotas, cloud_free = inventory.capacity_inputs(session, cloud=ctx.settings.cloud,
                                                    cached=ctx.metrics.cloud.snapshot)
     try:
-        plan = domain.plan_migration(systems, catalogue, domain.DEVCLOUD_FLAVORS, quotas=quotas,
-                                     cloud_free=cloud_free, waves=[data.systems],
-                                     networks=inventory.network_inputs(session, cloud=ctx.settings.cloud))
+        plan = inventory.build_plan(session, waves=[data.systems], quotas=quotas, cloud_free=cloud_free,
+                                    networks=inventory.network_inputs(session, cloud=ctx.settings.cloud))
     except domain.DependencyCycleError as exc:
         raise InvalidInput(str(exc), field="systems") from None
     cidrs = {t.agency.code: t.cidr for t in cloud_service.list_tenancies(session, viewer=actor,

@@ -21,7 +21,7 @@ from controlplane.cloud.metrics import CloudSnapshot
 from controlplane.cloud.models import CloudTenancy
 from controlplane.errors import Conflict, Forbidden, InvalidInput, NotFound
 from controlplane.migration import catalogue as files
-from controlplane.migration import domain
+from controlplane.migration import domain, ingress
 from controlplane.migration.domain import UNLIMITED, Finding, Quota, Resources
 from controlplane.migration.inventory_schemas import (
     AdoptionRead,
@@ -299,20 +299,21 @@ def capacity_inputs(session: Session, *, cloud: str,
                              sum(h.memory_mb - h.memory_mb_used for h in hypervisors))
 
 
-def network_inputs(session: Session, *, cloud: str) -> dict[str, domain.AgencyNetwork]:
+def network_inputs(session: Session, *, cloud: str) -> dict[str, ingress.AgencyNetwork]:
     """Each onboarded agency's network range and declared ingress, as its tenancy's spec holds them."""
-    return {tenancy.agency.code: domain.AgencyNetwork(tenancy.cidr, tuple(
-        domain.Opening(rule["protocol"], rule.get("port_min"), rule.get("port_max"), rule["remote_cidr"])
+    return {tenancy.agency.code: ingress.AgencyNetwork(tenancy.cidr, tuple(
+        ingress.Opening(rule["protocol"], rule.get("port_min"), rule.get("port_max"), rule["remote_cidr"])
         for rule in tenancy.ingress))
         for tenancy in session.scalars(select(CloudTenancy).where(CloudTenancy.cloud == cloud))}
 
 
 def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: Sequence[Sequence[str]] | None = None,
                quotas: Mapping[str, Quota], cloud_free: Resources,
-               networks: Mapping[str, domain.AgencyNetwork] | None = None,
+               networks: Mapping[str, ingress.AgencyNetwork] | None = None,
                flavors: Sequence[domain.Flavor] = domain.DEVCLOUD_FLAVORS) -> domain.MigrationPlan:
     """The plan of `codes` (in waves by dependency), of the grouping `waves` (checked), or of every legacy system,
-    over every stored system (dependencies and their status) and the shipped catalogue. Problems are findings.
+    over every stored system (dependencies and their status) and the shipped catalogue. Problems are findings;
+    with the agencies' `networks`, traffic their declared ingress would drop is a warning.
 
     `flavors` defaults to the dev cloud's: the control plane does not keep the cloud's flavors (the gateway does
     not read them), and the dev cloud's small/medium/large are the ones the README documents.
@@ -325,11 +326,12 @@ def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: S
     if codes is not None:
         assignment = domain.plan_waves(systems, catalogue, planned=codes)
         waves, chosen = assignment.waves, assignment.findings
-    plan = domain.plan_migration(systems, catalogue, flavors, quotas=quotas, cloud_free=cloud_free, waves=waves,
-                                 networks=networks)
+    plan = domain.plan_migration(systems, catalogue, flavors, quotas=quotas, cloud_free=cloud_free, waves=waves)
     # plan_waves leaves out the codes it cannot plan (unknown, migrated): their findings are only in `chosen`.
     extra = tuple(f for f in chosen if f not in plan.findings)
-    return dataclasses.replace(plan, findings=extra + plan.findings) if extra else plan
+    if extra:
+        plan = dataclasses.replace(plan, findings=extra + plan.findings)
+    return ingress.with_warnings(plan, networks) if networks else plan
 
 
 def plan_systems(session: Session, *, viewer: audit.Actor, cloud: str, cached: CloudSnapshot | None,

@@ -64,7 +64,7 @@ def inventory_yaml(*systems: dict[str, Any]) -> str:
     return yaml.safe_dump({"systems": [{**defaults, **s} for s in systems]}, sort_keys=False)
 
 
-# What the sample's systems need between their tiers and from the control plane (see domain.traffic_needs).
+# What the sample's systems need between their tiers and from the control plane (see ingress.traffic_needs).
 TIERS_INGRESS = [{"protocol": "tcp", "port_min": port, "port_max": port, "remote_cidr": "10.0.0.0/8"}
                  for port in (22, 80, 8080, 5432)]
 

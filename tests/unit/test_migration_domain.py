@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from controlplane.cloud.domain import OnboardingSpec, Quotas
-from controlplane.migration import domain
+from controlplane.migration import domain, ingress
 from controlplane.migration.domain import (
     DEVCLOUD_FLAVORS,
     Catalogue,
@@ -611,13 +611,18 @@ def test_catalogue_entry_lookup() -> None:
 
 
 def _opening(port_min: int | None, port_max: int | None = None, remote: str = "0.0.0.0/0",
-             protocol: str = "tcp") -> domain.Opening:
-    return domain.Opening(protocol, port_min, port_max if port_max is not None else port_min, remote)
+             protocol: str = "tcp") -> ingress.Opening:
+    return ingress.Opening(protocol, port_min, port_max if port_max is not None else port_min, remote)
 
 
-def _warnings(*openings: domain.Opening, cidr: str = "10.81.3.0/24") -> list[tuple[str | None, str]]:
-    plan = domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={}, cloud_free=Resources(
-        -1, -1, -1), networks={"MOIS": domain.AgencyNetwork(cidr, openings)})
+def _minwon_plan(networks: dict[str, ingress.AgencyNetwork]) -> domain.MigrationPlan:
+    plan = domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={},
+                                 cloud_free=Resources(-1, -1, -1))
+    return ingress.with_warnings(plan, networks)
+
+
+def _warnings(*openings: ingress.Opening, cidr: str = "10.81.3.0/24") -> list[tuple[str | None, str]]:
+    plan = _minwon_plan({"MOIS": ingress.AgencyNetwork(cidr, openings)})
     return [(w.system, w.message.split(" needs ")[1].split(",")[0]) for w in plan.warnings]
 
 
@@ -637,21 +642,19 @@ def test_a_plan_warns_of_each_traffic_between_tiers_the_declared_ingress_drops()
 
 
 def test_warnings_do_not_stop_a_plan_and_are_listed_after_its_findings() -> None:
-    plan = domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={}, cloud_free=Resources(
-        -1, -1, -1), networks={"MOIS": domain.AgencyNetwork("10.81.3.0/24", (_opening(22),))})
+    plan = _minwon_plan({"MOIS": ingress.AgencyNetwork("10.81.3.0/24", (_opening(22),))})
     assert [f.code for f in plan.findings] == ["no_quota"]
     assert {w.code for w in plan.warnings} == {"ingress_not_declared"} and len(plan.warnings) == 3
     assert plan.to_dict()["warnings"][0]["field"] == "ingress"
     assert "Warnings (3): the plan can be applied, but this traffic would be dropped" in plan.render()
     assert "~ minwon ingress: the users' front to the web tier (nginx) needs tcp 80" in plan.render()
     # An agency the plan knows no network of (no tenancy) gets no warning: its no_quota finding says enough.
-    assert domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={},
-                                 cloud_free=Resources(-1, -1, -1)).warnings == ()
+    assert _minwon_plan({}).warnings == ()
 
 
 def test_only_the_tiers_a_system_has_need_traffic() -> None:
     app_only = domain.plan_system(_system("app", components=(HPUX, WEBLOGIC)), CATALOGUE, DEVCLOUD_FLAVORS)
-    assert [port for _, port, _ in domain.traffic_needs(app_only, "10.81.3.0/24")] == [22, 8080]
+    assert [port for _, port, _ in ingress.traffic_needs(app_only, "10.81.3.0/24")] == [22, 8080]
     db_only = domain.plan_system(_system("db", components=(HPUX, ORACLE), vcpus=2, ram_mb=2048), CATALOGUE,
                                  DEVCLOUD_FLAVORS)
-    assert [port for _, port, _ in domain.traffic_needs(db_only, "10.81.3.0/24")] == [22]
+    assert [port for _, port, _ in ingress.traffic_needs(db_only, "10.81.3.0/24")] == [22]
