@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
 from controlplane.http_headers import HEADERS as SECURITY_HEADERS
 
@@ -117,7 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _methods_of(request: Request) -> list[str]:
-    """Every method some route of the app answers on this request's path."""
+    """Every method some route of the app answers on this request's path (included routers' routes too)."""
     path = request.url.path
-    return sorted({method for route in request.app.routes if isinstance(route, Route) and route.path_regex.match(path)
-                   for method in route.methods or ()})
+    return sorted({method for context in iter_route_contexts(request.app.routes)
+                   if getattr(context, "path_regex", None) is not None and context.path_regex.match(path)
+                   for method in context.methods or ()})

@@ -30,13 +30,6 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="how many to skip
 API_PREFIX = "/api/"
 
 
-class ErrorDetail(BaseModel):
-    field: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    row: int | None = None
-
-
 class ErrorBody(BaseModel):
     """Every 4xx and 5xx of the API: what went wrong (code), why (message), where (field), and per bad field or row
     the details."""

@@ -35,7 +35,7 @@ IsoDate = Annotated[date, BeforeValidator(_iso_day)]
 
 
 def control_character(text: str) -> str | None:
-    """The first control character of `text` as U+XXXX, or None."""
+    """The first control character of `text` as its code point (such as "U+0000"), or None."""
     for char in text:
         if char not in _ALLOWED and unicodedata.category(char) == "Cc":
             return f"U+{ord(char):04X}"
@@ -43,16 +43,17 @@ def control_character(text: str) -> str | None:
 
 
 def find_control_character(value: Any, where: str = "") -> tuple[str, str] | None:
-    """(path, U+XXXX) of the first control character in a string, or in the keys and strings of nested data."""
+    """(path, code point) of the first control character in a string, or in the keys and strings of nested data."""
     if isinstance(value, str):
         found = control_character(value)
         return (where, found) if found else None
     items: list[tuple[str, Any]] = []
     if isinstance(value, Mapping):
         for key, item in value.items():
-            name = str(key).encode("unicode_escape").decode("ascii")  # a bad key is shown, never echoed raw
+            found = control_character(key) if isinstance(key, str) else None
+            name = key.encode("unicode_escape").decode("ascii") if found else str(key)  # shown, never echoed raw
             path = f"{where}.{name}" if where else name
-            if isinstance(key, str) and (found := control_character(key)):
+            if found:
                 return path, found
             items.append((path, item))
     elif isinstance(value, list | tuple):

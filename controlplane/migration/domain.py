@@ -678,7 +678,8 @@ def _parse_row(row: Mapping[str, Any], number: int) -> tuple[System | None, list
 
 
 def _control_character(value: Any) -> str | None:
-    """The first control character (but tab and line breaks) in a text or the texts inside `value`, as U+XXXX."""
+    """The first control character (but tab and line breaks) in a text or the texts inside `value`, as its code
+    point ("U+0000"). The same rule as controlplane.inputs, which this module (standard library only) cannot import."""
     if isinstance(value, str):
         return next((f"U+{ord(c):04X}" for c in value if c not in "\t\n\r" and unicodedata.category(c) == "Cc"),
                     None)
