@@ -1,11 +1,9 @@
 """Security groups -> the nftables script of a dev cloud host (controlplane/devcloud/firewall.py), and the sync's
-bookkeeping: a host's table is rewritten only when its script (or what the kernel holds) changed."""
+bookkeeping: a host's table is rewritten only when its script (or what the kernel holds) changed. nft's own parser
+checks the scripts in tests/integration/test_devcloud_firewall_nft.py (it needs root)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -183,28 +181,6 @@ def test_neutrons_answers_are_read_with_neutrons_defaults() -> None:
     assert state.groups["g"] == Group("g", (Rule("ingress", "IPv4", "tcp", 22, 22, "0.0.0.0/0"),
                                             Rule("egress", "IPv6")), stateful=True)
     assert state.address_groups == {"a": ("192.0.2.0/24",)}
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
-                    reason="checking scripts with nft needs root and the nftables package")
-def test_nft_accepts_the_scripts() -> None:
-    """nft's own parser (check mode, in a network namespace of its own) takes every kind of script we write."""
-    members = NetworkState(
-        ports=(port("p1", "g"), port("p2", "g", ips=("10.78.0.6", "fd00::6"), allowed_address_pairs=("10.78.0.0/28",))),
-        groups={"g": Group("g", (WEB, Rule("ingress", "IPv4", remote_group_id="g"),
-                                 Rule("ingress", "IPv6", remote_group_id="g"),
-                                 Rule("ingress", "IPv4", "icmp", 8, 0), Rule("ingress", "IPv6", "icmp", 128),
-                                 Rule("ingress", "IPv4", "sctp", 5, 6), Rule("ingress", "IPv4", "udplite", 7, 7),
-                                 Rule("ingress", "IPv4", "dccp", 8, 8), Rule("ingress", "IPv4", "vrrp"),
-                                 Rule("egress", "IPv4"), Rule("egress", "IPv6", "udp", 53, 53, "2001:db8::/32"),
-                                 Rule("ingress", "IPv4", remote_address_group_id="a")))},
-        address_groups={"a": ("192.0.2.0/24", "192.0.2.7/32")})
-    stateless = replace(members, groups={"g": replace(members.groups["g"], stateful=False)})
-    for script in (ruleset(members.ports[0], members), ruleset(members.ports[1], members), ruleset(None, members),
-                   unfiltered(), ruleset(port("p3"), members), ruleset(members.ports[0], stateless)):
-        checked = subprocess.run(["unshare", "--net", "nft", "--check", "-f", "-"], input=script, text=True,
-                                 capture_output=True, check=False)
-        assert checked.returncode == 0, checked.stderr + script
 
 
 # -- the sync's bookkeeping -----------------------------------------------------------------------------------------

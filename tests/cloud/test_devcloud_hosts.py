@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from components import missing
 
 from controlplane.devcloud.hosts import (
     NETNS_PREFIX,
@@ -53,9 +54,11 @@ def _cache_dir() -> Path:
 
 
 def _manager(state_dir: Path) -> HostManager:
-    missing = [tool for tool in ("systemd-nspawn", "debootstrap", "apt-cacher-ng") if shutil.which(tool) is None]
-    if os.geteuid() != 0 or missing:
-        pytest.skip(f"real hosts need root and {', '.join(missing) or 'nothing more'}")
+    if os.geteuid() != 0:
+        missing("root", "real hosts need root (network namespaces, mounts, systemd-nspawn)")
+    absent = [tool for tool in ("systemd-nspawn", "debootstrap", "apt-cacher-ng") if shutil.which(tool) is None]
+    if absent:
+        missing("host-tools", f"real hosts need {', '.join(absent)}, not on PATH")
     return HostManager(state_dir, _cache_dir())
 
 
@@ -215,6 +218,7 @@ def test_a_killed_managers_network_does_not_block_its_range(ssh: Ssh, tmp_path_f
                             public_key=ssh.public_key, hostname="killed-1")
         in_namespace = subprocess.run(["ip", "netns", "pids", NETNS_PREFIX + old.name], capture_output=True,
                                       text=True, check=True).stdout.split()
+        assert old.pid is not None
         for pid in [old.pid, *map(int, in_namespace)]:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
