@@ -30,6 +30,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "nav.dashboard": {"ko": "영상회의 실적 대시보드", "en": "Video-meeting dashboard"},
     "nav.ministry_status": {"ko": "부처별 현황", "en": "Status by ministry"},
     "nav.my_ministry": {"ko": "우리 부처 현황", "en": "My ministry"},
+    "nav.menu": {"ko": "메뉴", "en": "Menu"},
     "lang.label": {"ko": "언어", "en": "Language"},
     "user.signed_in": {"ko": "{user} ({role})", "en": "{user} ({role})"},
     "logout": {"ko": "로그아웃", "en": "Log out"},
@@ -290,6 +291,34 @@ STRINGS: dict[str, dict[str, str]] = {
     "ca.reload": {"ko": "새로 고침", "en": "Reload"},
     "ca.operations": {"ko": "최근 작업", "en": "Recent operations"},
     "ca.no_operations": {"ko": "아직 작업이 없습니다.", "en": "No operations yet."},
+    "ca.spec_edit": {"ko": "입주 명세 수정", "en": "Change the onboarding spec"},
+    "ca.spec_edit_intro": {"ko": "저장해도 클라우드는 바뀌지 않습니다. 바뀐 명세는 계획으로 확인한 뒤 적용하세요. "
+                                 "저장한 변경은 감사 로그에 남습니다.",
+                           "en": "Saving changes nothing on the cloud: plan, then apply the changed spec. Every "
+                                 "saved change is in the audit log."},
+    "ca.quotas": {"ko": "할당량", "en": "Quotas"},
+    "ca.network": {"ko": "기관 네트워크", "en": "Agency network"},
+    "ca.cidr_hint": {"ko": "사설 IPv4 대역, /16~/28 (예: 10.81.3.0/24). 만든 네트워크의 대역은 바꿀 수 없습니다.",
+                     "en": "A private IPv4 network, /16 to /28 (e.g. 10.81.3.0/24); an existing network cannot "
+                           "be renumbered."},
+    "ca.ingress_hint": {"ko": "한 줄에 규칙 하나: 프로토콜(tcp, udp, icmp), 포트 범위(icmp는 비움), 허용할 IPv4 "
+                              "대역. 모든 칸을 비운 줄은 지웁니다.",
+                        "en": "One rule a row: protocol (tcp, udp or icmp), port range (empty for icmp), the IPv4 "
+                              "network let in. A row left empty is removed."},
+    "ca.port_min": {"ko": "시작 포트", "en": "First port"},
+    "ca.port_max": {"ko": "끝 포트", "en": "Last port"},
+    "ca.public_key_hint": {"ko": "OpenSSH 공개 키 한 줄(ssh-ed25519, ssh-rsa, ecdsa-sha2-*). 비우면 키를 지웁니다.",
+                           "en": "One OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa-sha2-*); empty removes "
+                                 "the key."},
+    "ca.spec_save": {"ko": "명세 저장", "en": "Save the spec"},
+    "ca.spec_saved": {"ko": "입주 명세를 저장했습니다. 클라우드에 반영하려면 계획을 확인하고 적용하세요.",
+                      "en": "The onboarding spec was saved. Plan and apply it to change the cloud."},
+    "ca.spec_refused": {"ko": "입주 명세를 저장하지 않았습니다. 표시한 항목을 확인하세요.",
+                        "en": "The onboarding spec was not saved: check the fields marked."},
+    "ca.host_matched": {"ko": "작업 대상 {host}은(는) 이 클라우드의 서버 {server}입니다.",
+                        "en": "The job's host {host} is the server {server} on this cloud."},
+    "ca.host_unmatched": {"ko": "이름 {host} 또는 주소 {address}인 서버를 지금 이 클라우드에서 찾지 못했습니다.",
+                          "en": "No server named {host} or at {address} is on this cloud now."},
     # playbook jobs
     "nav.jobs": {"ko": "플레이북 작업", "en": "Playbook jobs"},
     "nav.credentials": {"ko": "SSH 자격 증명", "en": "SSH credentials"},
@@ -382,6 +411,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "job.cancel_intro": {"ko": "대기 중인 작업은 바로, 실행 중인 작업은 몇 초 안에 멈춥니다.",
                          "en": "A pending job stops at once, a running one within seconds."},
     "job.cancel_button": {"ko": "지금 취소", "en": "Cancel now"},
+    "job.host_on_cloud": {"ko": "{agency} 클라우드 현황에서 이 서버 보기",
+                          "en": "This server on {agency}'s cloud page"},
     # SSH credentials
     "cred.title": {"ko": "SSH 자격 증명", "en": "SSH credentials"},
     "cred.intro": {"ko": "플레이북 작업이 서버에 접속할 때 쓰는 SSH 키입니다. 개인 키는 암호화해 저장하며 어디에도 "
@@ -423,6 +454,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "wave.undo": {"ko": "되돌리기", "en": "undo"},
     "wave.no_steps": {"ko": "아직 실행한 단계가 없습니다.", "en": "No step has run yet."},
     "wave.events": {"ko": "이벤트", "en": "Events"},
+    "wave.jobs": {"ko": "플레이북 작업", "en": "Playbook jobs"},
     "mstate.pending": {"ko": "대기", "en": "pending"},
     "mstate.queued": {"ko": "실행 대기열", "en": "queued"},
     "mstate.running": {"ko": "진행 중", "en": "running"},
@@ -486,6 +518,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "sysd.unknown": {"ko": "카탈로그에 없음", "en": "not in the catalogue"},
     "sysd.unknown_intro": {"ko": "카탈로그에 없는 구성요소가 {n}개 있어 이 시스템은 아직 이관 계획을 세울 수 없습니다.",
                            "en": "{n} component(s) are not in the catalogue: this system cannot be planned yet."},
+    "sysd.migrations": {"ko": "이관 이력", "en": "Migrations"},
+    "sysd.no_migrations": {"ko": "이 시스템을 이관하는 웨이브가 아직 없습니다.",
+                           "en": "No wave migrates this system yet."},
+    "sysd.wave": {"ko": "웨이브", "en": "Wave"},
+    "sysd.migration": {"ko": "이관 ID", "en": "Migration"},
     "adopt.title": {"ko": "오픈소스 전환율", "en": "Open-source adoption"},
     "adopt.intro": {"ko": "기관 시스템 구성요소 가운데 오픈소스의 비율입니다. 지금, 그리고 이관 전 시스템을 모두 "
                           "이관한 뒤의 값이며, 카탈로그(버전 {version})에 없는 구성요소는 오픈소스로 세지 않습니다.",

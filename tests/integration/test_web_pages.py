@@ -531,3 +531,50 @@ def test_every_navigation_link_is_a_real_page(client: TestClient, history: None,
         assert "/dashboard" in links and "/meetings" in links
         for link in links:
             assert client.get(link).status_code == 200, link
+
+
+# --- layout: the phone menu and badges ---------------------------------------------------------------
+
+def _css_rules(css: str) -> list[tuple[str, str, str]]:
+    """(media condition or "", selectors, declarations) of every rule of a flat stylesheet (one level of @media)."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    rules: list[tuple[str, str, str]] = []
+    for media, block in re.findall(r"@media\s*([^{]+)\{((?:[^{}]*\{[^{}]*\})*)\s*\}", css):
+        rules += [(media.strip(), sel.strip(), body) for sel, body in re.findall(r"([^{}]+)\{([^{}]*)\}", block)]
+    flat = re.sub(r"@media\s*[^{]+\{(?:[^{}]*\{[^{}]*\})*\s*\}", "", css)
+    rules += [("", sel.strip(), body) for sel, body in re.findall(r"([^{}]+)\{([^{}]*)\}", flat)]
+    return rules
+
+
+def test_badges_never_wrap(client: TestClient) -> None:
+    css = client.get("/static/app.css")
+    assert css.status_code == 200
+    badge = [body for media, selectors, body in _css_rules(css.text)
+             if not media and ".badge" in [s.strip() for s in selectors.split(",")]]
+    assert badge and "white-space: nowrap" in badge[0], badge
+
+
+def test_on_a_phone_the_menu_folds_behind_a_toggle(client: TestClient, catalogue: dict[str, Any],
+                                                  make_user: Callable[..., str]) -> None:
+    make_user("phone", "admin")
+    form_login(client, "phone")
+    html = client.get("/dashboard").text
+    page = _Page(html)
+    # A checkbox and its label before the menu: no script (the page's policy allows none).
+    assert page.find("input", type="checkbox", id="nav-toggle", aria_controls="main-menu")
+    assert page.find("label", **{"for": "nav-toggle"}) and page.text("main-menu")
+    assert html.index('id="nav-toggle"') < html.index('for="nav-toggle"') < html.index('class="main-nav"')
+    assert "<script" not in html and "script-src 'none'" in client.get("/dashboard").headers["content-security-policy"]
+    assert "메뉴" in html.split('for="nav-toggle"', 1)[1].split("</label>", 1)[0]
+    assert "Menu" in client.get("/dashboard?lang=en").text.split('for="nav-toggle"', 1)[1].split("</label>", 1)[0]
+    # The stylesheet: on a wide screen no toggle; on a narrow one the menu hides until the toggle is checked.
+    rules = _css_rules(client.get("/static/app.css").text)
+    wide = {sel: body for media, sel, body in rules if not media}
+    narrow = {sel: body for media, sel, body in rules if "48rem" in media}
+    assert "display: none" in wide[".nav-toggle-box, .nav-toggle"]
+    assert "display: none" in narrow[".main-nav"]
+    assert "display: flex" in narrow[".nav-toggle-box:checked ~ .main-nav"]
+    assert "display: flex" in narrow[".nav-toggle"]
+    # The login page has no menu, so no toggle either.
+    client.cookies.clear()
+    assert 'id="nav-toggle"' not in client.get("/login").text
