@@ -184,7 +184,8 @@ def test_compliance_import_of_a_bad_file_prints_every_bad_row(db, tmp_path):
         ["CAB-WEEKLY", "2014-01-07", "in_person", "held"],   # row 6: duplicate of row 2
     ])
     result = _cli(db, "compliance", "import", str(path))
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr  # bad input
+    assert result.stderr.startswith("error: file: 4 bad row(s); nothing was imported"), result.stderr
     for row, field in [(3, "meeting_code"), (4, "held_on"), (5, "mode"), (6, "held_on")]:
         assert re.search(rf"row {row}: {field}\b", result.stderr), (row, result.stderr)
     assert "row 2:" not in result.stderr
@@ -197,7 +198,7 @@ def test_compliance_import_prints_bad_rows_verbatim(db, tmp_path):
     path = _write_csv(tmp_path / "markup.csv", [["[/x]", "2014-01-08", "video", "held"],
                                                 ["[bold]X[/bold]", "2014-01-09", "video", "held"]])
     result = _cli(db, "compliance", "import", str(path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "row 2: meeting_code" in result.stderr and "[/x]" in result.stderr
     assert "row 3: meeting_code" in result.stderr and "[bold]X[/bold]" in result.stderr
@@ -209,7 +210,7 @@ def test_compliance_import_refuses_a_missing_or_unreadable_file(db, tmp_path):
     wrong = tmp_path / "sessions.txt"
     wrong.write_text("meeting_code,held_on,mode\n", encoding="utf-8")
     result = _cli(db, "compliance", "import", str(wrong))
-    assert result.returncode == 1 and ".csv or .xlsx" in result.stderr
+    assert result.returncode == 2 and "error: file: the file must be .csv or .xlsx" in result.stderr
 
 
 def _government(rows: list[dict]) -> dict:
@@ -270,3 +271,137 @@ def test_prod_refuses_weak_secret_without_echoing_it(tmp_path):
     assert result.returncode == 2
     assert "CP_SECRET_KEY" in result.stderr
     assert weak not in result.stdout + result.stderr
+
+
+# --- the command-line kit: exit codes, error lines, the onboarding spec, the writes of the API -------------------
+
+SPEC_YAML = """\
+quotas: {instances: 5, cores: 10, ram_mb: 8192, volumes: 2}
+cidr: 10.81.7.0/24
+ingress:
+  - {protocol: tcp, port_min: 22, port_max: 22, remote_cidr: 10.0.0.0/8}
+"""
+
+
+def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_cloud_spec_is_set_from_a_file_refused_with_the_field_and_shown_back(db, tmp_path):
+    assert _cli(db, "cloud", "spec", "MOIS").returncode == 2  # none yet
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("quotas: {instances: -1}\ningress:\n  - {protocol: tcp, port_min: 70000, remote_cidr: 10.0.0.0/8}\n"
+                   "colour: red\n", encoding="utf-8")
+    refused = _cli(db, "cloud", "spec", "MOIS", "--file", str(bad))
+    assert refused.returncode == 2, refused.stderr
+    assert _error_lines(refused) == ["error: quotas.instances: Input should be greater than or equal to 0",
+                                     "error: ingress.0.port_min: Input should be less than or equal to 65535",
+                                     "error: colour: Extra inputs are not permitted"]
+    public = tmp_path / "public.json"
+    public.write_text('{"cidr": "8.8.8.0/24"}', encoding="utf-8")  # JSON too; the domain's rule names the field
+    refused = _cli(db, "cloud", "spec", "MOIS", "--file", str(public))
+    assert refused.returncode == 2 and _error_lines(refused)[0].startswith("error: cidr: 8.8.8.0/24 must be"), \
+        refused.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("[1, 2\n", encoding="utf-8")
+    refused = _cli(db, "cloud", "spec", "MOIS", "--file", str(broken))
+    assert refused.returncode == 2 and "error: --file: " in refused.stderr and "not valid YAML (line" in refused.stderr
+    assert _query(db, "SELECT count(*) FROM cloud_tenancies") == [(0,)]
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC_YAML, encoding="utf-8")
+    out = _ok(_cli(db, "cloud", "spec", "MOIS", "--file", str(spec)))
+    assert "created the onboarding spec of MOIS on devcloud: cidr 10.81.7.0/24, 1 ingress rule(s)" in out
+    shown = _ok(_cli(db, "cloud", "spec", "MOIS"))
+    assert yaml.safe_load(shown) == {"quotas": {"instances": 5, "cores": 10, "ram_mb": 8192, "volumes": 2},
+                                     "cidr": "10.81.7.0/24", "public_key": None,
+                                     "ingress": [{"protocol": "tcp", "port_min": 22, "port_max": 22,
+                                                  "remote_cidr": "10.0.0.0/8"}]}
+    again = tmp_path / "again.yaml"  # what it shows is what it reads
+    again.write_text(shown, encoding="utf-8")
+    assert "set the onboarding spec of MOIS" in _ok(_cli(db, "cloud", "spec", "MOIS", "--file", str(again)))
+    [(actor, action)] = _query(db, "SELECT actor, action FROM audit_log WHERE entity_type = 'cloud_tenancy'")
+    assert actor.startswith("cli:") and action == "create"  # the unchanged spec left no second row
+
+
+def test_exit_codes_and_error_lines(db, tmp_path):
+    unknown = _cli(db, "users", "unlock", "nobody")
+    assert unknown.returncode == 2 and _error_lines(unknown) == ["error: username: unknown user 'nobody'"]
+    agency = _cli(db, "cloud", "spec", "NOPE")
+    assert agency.returncode == 2 and _error_lines(agency) == ["error: agency: unknown agency 'NOPE'"]
+    no_spec = _cli(db, "cloud", "plan", "MOIS")
+    assert no_spec.returncode == 2, no_spec.stderr
+    assert _error_lines(no_spec) == ["error: agency: agency MOIS has no onboarding spec on cloud 'devcloud': set it "
+                                     "with `controlplane cloud spec MOIS --file spec.yaml` first"]
+    taken = _cli(db, "agencies", "create", "--code", "MOIS", "--name-ko", "행정안전부", "--name-en", "MOIS",
+                 "--kind", "ministry")
+    assert taken.returncode == 2 and _error_lines(taken) == ["error: agency: agency 'MOIS' exists already"]
+
+    # A failure that is not the input's: the cloud cannot be reached (exit 1).
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC_YAML, encoding="utf-8")
+    _ok(_cli(db, "cloud", "spec", "MOIS", "--file", str(spec)))
+    env = _env(db) | {"CP_CLOUDS_YAML": str(tmp_path / "missing-clouds.yaml")}
+    failed = subprocess.run([sys.executable, "-m", "controlplane", "cloud", "plan", "MOIS"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert failed.returncode == 1, failed.stderr
+    assert _error_lines(failed) == [f"error: cloud 'devcloud': the clouds.yaml file {tmp_path / 'missing-clouds.yaml'} "
+                                    "does not exist (CP_CLOUDS_YAML)"]
+    for result in (unknown, agency, no_spec, taken, failed):  # never the error's code, never a traceback
+        assert not re.search(r"error: (code|not_found|conflict|cloud_unavailable|invalid)\b", result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_the_writes_of_the_api_have_commands(db, tmp_path):
+    out = _ok(_cli(db, "agencies", "create", "--code", "NEWAG", "--name-ko", "신설청", "--name-en", "New Agency",
+                   "--kind", "agency", "--parent", "MOIS"))
+    assert "created agency NEWAG (agency)" in out
+    assert "updated agency NEWAG (office)" in _ok(_cli(db, "agencies", "update", "NEWAG", "--kind", "office"))
+    _ok(_cli(db, "users", "create", "--username", "clerk1", "--role", "operator", "--password-stdin",
+             stdin=PASSWORD + "\n"))
+    out = _ok(_cli(db, "users", "update", "clerk1", "--role", "ministry", "--agency", "NEWAG", "--inactive"))
+    assert "updated user 'clerk1' (ministry, agency NEWAG, inactive)" in out
+    weak = _cli(db, "users", "update", "clerk1", "--password-stdin", stdin="short\n")
+    assert weak.returncode == 2 and "error: password: " in weak.stderr and "short" not in weak.stderr
+
+    added = _ok(_cli(db, "compliance", "sessions", "add", "--meeting", "CAB-WEEKLY", "--held-on", "2014-01-07",
+                     "--mode", "video"))
+    [(session_id,)] = _query(db, "SELECT id FROM meeting_sessions")
+    assert f"recorded session {session_id}: CAB-WEEKLY on 2014-01-07 (video, held)" in added
+    bad_day = _cli(db, "compliance", "sessions", "add", "--meeting", "CAB-WEEKLY", "--held-on", "2014-02-30",
+                   "--mode", "video")
+    assert bad_day.returncode == 2 and "error: held_on: " in bad_day.stderr and "(--held-on)" in bad_day.stderr
+    twin = _cli(db, "compliance", "sessions", "add", "--meeting", "CAB-WEEKLY", "--held-on", "2014-01-07",
+                "--mode", "hybrid")
+    assert twin.returncode == 2 and "error: held_on: meeting 'CAB-WEEKLY' already has a session" in twin.stderr
+    assert "(hybrid, held)" in _ok(_cli(db, "compliance", "sessions", "update", str(session_id), "--mode", "hybrid"))
+    assert f"deleted session {session_id}" in _ok(_cli(db, "compliance", "sessions", "delete", str(session_id)))
+
+    meeting = tmp_path / "meeting.yaml"
+    meeting.write_text("code: NEW-WEEKLY\nname_ko: 신설 회의\nname_en: New weekly\nhost: MOIS\nparticipants: [NEWAG]\n"
+                       "cadence: weekly\ndesignated_from: 2015-01-01\n", encoding="utf-8")
+    assert "created meeting NEW-WEEKLY (New weekly), hosted by MOIS" in _ok(
+        _cli(db, "compliance", "meetings", "create", "--file", str(meeting)))
+    change = tmp_path / "change.yaml"
+    change.write_text("active: false\n", encoding="utf-8")
+    assert "inactive" in _ok(_cli(db, "compliance", "meetings", "update", "NEW-WEEKLY", "--file", str(change)))
+    missing = _cli(db, "compliance", "meetings", "update", "NOPE-MEETING", "--file", str(change))
+    assert missing.returncode == 2 and _error_lines(missing) == ["error: meeting: unknown meeting 'NOPE-MEETING'"]
+
+    [(policy_id,)] = _query(db, "SELECT id FROM compliance_policies WHERE effective_until IS NULL")
+    overlap = _cli(db, "compliance", "policies", "add", "--from", "2030-01-01", "--meetings", "200",
+                   "--target-percent", "60")
+    assert overlap.returncode == 2 and "error: effective_from: overlaps the policy in force" in overlap.stderr
+    assert f"ended policy {policy_id}" in _ok(_cli(db, "compliance", "policies", "end", str(policy_id), "--until",
+                                                   "2029-12-31"))
+    assert "60% of 200 designated meetings by video from 2030-01-01" in _ok(
+        _cli(db, "compliance", "policies", "add", "--from", "2030-01-01", "--meetings", "200", "--target-percent",
+             "60"))
+    written = _query(db, "SELECT entity_type, action, actor FROM audit_log WHERE (entity_type, entity_id) IN "
+                         "(('agency', 'NEWAG'), ('user', 'clerk1'), ('session', ?), ('meeting', 'NEW-WEEKLY')) "
+                         "ORDER BY id", str(session_id))
+    assert [(kind, action) for kind, action, _ in written] == [
+        ("agency", "create"), ("agency", "update"), ("user", "create"), ("user", "update"),
+        ("user", "revoke_credentials"), ("session", "create"), ("session", "update"), ("session", "delete"),
+        ("meeting", "create"), ("meeting", "update")]
+    assert all(actor.startswith("cli:") for _, _, actor in written)
