@@ -36,13 +36,14 @@ from controlplane.auth import service as auth_service  # noqa: E402
 from controlplane.auth.models import Agency  # noqa: E402
 from controlplane.auth.roles import Role  # noqa: E402
 from controlplane.auth.schemas import AgencyCreate, AgencyKind, UserCreate  # noqa: E402
-from controlplane.automation.runner import PlaybookJob, RunResult  # noqa: E402
+from controlplane.automation.domain import PlaybookJob, RunResult  # noqa: E402
 from controlplane.clock import Clock  # noqa: E402
 from controlplane.config import Settings  # noqa: E402
 from controlplane.db import transaction  # noqa: E402
-from controlplane.migration import flows  # noqa: E402
-from controlplane.migration.models import AgencySystem, Migration  # noqa: E402
+from controlplane.inventory.models import AgencySystem  # noqa: E402
 from controlplane.migrations import upgrade  # noqa: E402
+from controlplane.waves import flows  # noqa: E402
+from controlplane.waves.models import Migration  # noqa: E402
 
 PASSWORD = "bench-operator-password-1"
 # Seconds on the dev cloud (tests/cloud/test_migration_devcloud.py and the roles' timings), per step.
@@ -171,7 +172,7 @@ def main() -> int:
             assert client.put(f"/api/v1/cloud/agencies/{code}/onboarding", headers=headers,
                               json=spec | {"cidr": f"10.90.{agencies.index(code) + 1}.0/24"}).status_code == 201
             assert client.post(f"/api/v1/cloud/agencies/{code}/onboarding/apply", headers=headers).status_code == 202
-        assert ctx.operations.wait(timeout=60)
+        assert ctx.workflows.wait_idle(timeout=60)
         with transaction(ctx.sessions) as session:
             ids = {a.code: a.id for a in session.scalars(select(Agency).where(Agency.code.in_(agencies)))}
             rows = _systems(agencies, args.systems, Clock().now(), ids, independent=args.independent)

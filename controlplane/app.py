@@ -15,31 +15,28 @@ from starlette.concurrency import run_in_threadpool
 
 from controlplane import __version__
 from controlplane.auth.router import router as auth_router
-from controlplane.automation import flows as job_flows
 from controlplane.automation.router import router as jobs_router
 from controlplane.clock import Clock
 from controlplane.cloud import flows as cloud_flows
 from controlplane.cloud.router import router as cloud_router
+from controlplane.compliance.metrics import refresh_compliance
 from controlplane.compliance.router import open_data as open_data_router
 from controlplane.compliance.router import router as compliance_router
+from controlplane.composition import build_context, close_context, start_engine, stop_engine
 from controlplane.config import Settings
 from controlplane.context import AppContext, CheckPort, CloudPort, RunnerPort
-from controlplane.db import make_engine, make_sessionmaker
 from controlplane.errors import install_error_handlers
 from controlplane.http_api import declare_statuses
 from controlplane.http_headers import SecurityHeaders
 from controlplane.inputs import RefuseControlCharacters
-from controlplane.migration import flows as migration_flows
-from controlplane.migration.engine import Engine, EngineBusy
-from controlplane.migration.inventory_router import router as inventory_router
-from controlplane.migration.router import router as migration_router
-from controlplane.monitoring.metrics import Metrics
-from controlplane.monitoring.refresh import PeriodicRefresher, refresh_cloud_figures
+from controlplane.inventory.router import router as inventory_router
+from controlplane.periodic import PeriodicRefresher
 from controlplane.uploads import install_body_limits
+from controlplane.waves.router import router as migration_router
 from controlplane.web.router import mount_web
+from controlplane.workflows import Engine, EngineBusy
 
 log = logging.getLogger(__name__)
-OPERATIONS_GRACE_SECONDS = 10.0
 
 
 def create_app(
@@ -48,28 +45,18 @@ def create_app(
 ) -> FastAPI:
     """The app. `cloud_gateway`, `playbook_runner` and `check_runner` replace the real adapters (tests, tools)."""
     settings = settings or Settings()
-    engine = make_engine(settings.effective_database_url)
-    ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine), clock=clock or Clock(),
-                     metrics=Metrics())
-    if cloud_gateway is not None:
-        ctx.cloud.inject(cloud_gateway)
-    ctx.automation.inject(runner=playbook_runner, checks=check_runner)
+    ctx = build_context(settings, clock=clock, cloud_gateway=cloud_gateway, playbook_runner=playbook_runner,
+                        check_runner=check_runner)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            cloud_flows.recover_interrupted(ctx)
-        except Exception:  # e.g. a database not migrated yet: the app still starts and says so
-            log.exception("looking for interrupted cloud operations failed")
-        try:
-            job_flows.recover_interrupted(ctx)
-        except Exception:
-            log.exception("looking for interrupted jobs failed")
         # DBOS refuses its blocking calls on an event loop's thread: start and stop it in a worker thread.
-        workflows = await run_in_threadpool(_start_workflows, ctx)
+        engine = await run_in_threadpool(_start_engine, ctx)
         refreshers = [
-            PeriodicRefresher(ctx, settings.metrics_refresh_seconds),
-            PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=refresh_cloud_figures, name="cloud-refresh"),
+            PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=refresh_compliance,
+                              name="compliance-refresh"),
+            PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=cloud_flows.refresh_cloud,
+                              name="cloud-refresh"),
         ]
         for refresher in refreshers:
             refresher.start()
@@ -78,21 +65,9 @@ def create_app(
         finally:
             for refresher in refreshers:
                 refresher.stop()
-            if workflows is not None:
-                await run_in_threadpool(workflows.stop)
-                ctx.workflows = None
-            cancelled = ctx.operations.shutdown(grace=OPERATIONS_GRACE_SECONDS)
-            try:
-                cloud_flows.mark_cancelled(ctx, cancelled)
-            except Exception:
-                log.exception("recording the cloud operations dropped at shutdown failed")
-            dropped = ctx.automation.executor.shutdown(grace=OPERATIONS_GRACE_SECONDS)
-            try:
-                job_flows.mark_dropped(ctx, dropped)
-            except Exception:
-                log.exception("recording the jobs dropped at shutdown failed")
-            ctx.cloud.close()
-            engine.dispose()
+            if engine is not None:
+                await run_in_threadpool(stop_engine, ctx, engine)
+            close_context(ctx)
 
     app = FastAPI(
         title="Control plane",
@@ -118,7 +93,7 @@ def create_app(
 
     @app.get("/healthz", tags=["health"], summary="Public: liveness and database reachability")
     def healthz() -> dict[str, str]:
-        with engine.connect() as connection:
+        with ctx.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
@@ -139,26 +114,18 @@ def create_app(
     return app
 
 
-def _start_workflows(ctx: AppContext) -> Engine | None:
-    """The migration engine (DBOS) of this app, recovering the workflows a previous process left running."""
+def _start_engine(ctx: AppContext) -> Engine | None:
+    """The durable engine of this app, recovering the work a previous process left running."""
     if not ctx.settings.workflows:
         return None
-    workflows = Engine(ctx)
     try:
-        workflows.start()
+        return start_engine(ctx)
     except EngineBusy:
-        log.warning("the migration engine runs in another app of this process: this one runs no migrations")
-        return None
+        log.warning("the durable engine runs in another app of this process: this one takes no long work")
     except Exception:
-        log.exception("the migration engine did not start: migrations cannot run until it does")
-        return None
-    ctx.workflows = workflows
-    try:
-        migration_flows.resume_interrupted(ctx)
-        migration_flows.count_states(ctx)
-    except Exception:
-        log.exception("looking for migrations to resume failed")
-    return workflows
+        log.exception("the durable engine did not start: long work (applies, jobs, migrations) is refused until "
+                      "it does")
+    return None
 
 
 def _route_template(request: Request) -> str:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     cloud: str = Field(default="devcloud", max_length=64)
     clouds_yaml: Path | None = None
-    # Durable workflows of the migration engine (DBOS). The system database: by default a SQLite file beside the
+    # The durable engine (DBOS) that runs all long work. Its system database: by default a SQLite file beside the
     # app's (its own write lock), or the app's PostgreSQL database (DBOS keeps its tables in schema "dbos").
     workflows: bool = True
     workflows_database_url: str = ""
@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # At most this many migrations of one agency run at once, and this many create servers on one cloud at once.
     migration_agency_concurrency: int = Field(default=4, ge=1, le=100)
     migration_cloud_concurrency: int = Field(default=4, ge=1, le=100)
+    # Long work on the same engine: cloud applies (one per agency at once, this many in all) and playbook runs (jobs
+    # and the migrations' configure, move-data, verify and cutover steps share this limit), across all processes.
+    # The image migrated systems' servers boot from (the cloud's own name for it); flavors come from the cloud.
+    migration_image: str = Field(default="debian-12", min_length=1, max_length=255)
+    cloud_apply_concurrency: int = Field(default=2, ge=1, le=100)
+    playbook_concurrency: int = Field(default=4, ge=1, le=100)
     # Request bodies are refused with 413 beyond these, before they are read: uploaded files (the imports), and
     # every other body (the largest real ones, a job of 200 hosts or a credential with its known_hosts, are < 1 MiB).
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024)

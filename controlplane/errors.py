@@ -54,6 +54,13 @@ class TooManyAttempts(AppError):
     code = "too_many_attempts"
 
 
+class Busy(AppError):
+    """The server cannot take this work now (shutting down, or the durable engine is not running)."""
+
+    status_code = 503
+    code = "busy"
+
+
 class NotFound(AppError):
     status_code = 404
     code = "not_found"

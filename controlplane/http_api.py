@@ -50,7 +50,7 @@ DESCRIPTIONS = {
     422: "a parameter or the body is invalid: `field` names it",
     429: "too many attempts: retry after `Retry-After` seconds",
     502: "the cloud answered with an error",
-    503: "a component this needs is not available now (the cloud, the migration engine, a full queue)",
+    503: "a component this needs is not available now (the cloud, the durable engine, a full queue)",
     504: "the cloud did not answer in time",
 }
 

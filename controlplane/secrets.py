@@ -24,9 +24,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Column, select, update
 from sqlalchemy.orm import Session
 
+from controlplane.config import Settings
+
 INFO_LABEL = b"controlplane/secrets-at-rest/v1"
 _SALT = b"controlplane"
 UNOPENABLE_SHOWN = 10
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """Seals under CP_SECRET_KEY; opens with it or a previous key (CP_SECRET_KEY_PREVIOUS, during a rotation)."""
+    return SecretBox(settings.secret_key, previous=settings.previous_secret_keys)
 
 
 class SecretError(Exception):

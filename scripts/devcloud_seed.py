@@ -17,7 +17,8 @@ import openstack
 KEYSTONE = "http://127.0.0.1:5000/v3"
 REGION = "RegionOne"
 SERVICE_USERS = ("glance", "placement", "nova", "neutron")
-FLAVORS = {"small": (1, 1024, 10), "medium": (2, 2048, 20), "large": (4, 4096, 40)}
+# Disk 0: the flavor does not limit the disk (the hosts are containers; plans size disks themselves).
+FLAVORS = {"small": (1, 1024, 0), "medium": (2, 2048, 0), "large": (4, 4096, 0)}
 IMAGE = "debian-12"
 NETWORK, SUBNET, CIDR = "devcloud-net", "devcloud-subnet", "10.78.0.0/24"
 

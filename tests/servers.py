@@ -1,17 +1,25 @@
 """Servers of the tests: a free port on 127.0.0.1 and an environment holding only a `controlplane` process's own
-settings, for the tests that start one; a listener that counts the requests it gets.
+settings, for the tests that start one; waiting for one to answer, killing one with everything below it (what a
+power cut does) or stopping it; a listener that counts the requests it gets.
 
-    from servers import CountingListener, free_port, server_env
+    from servers import CountingListener, free_port, kill_tree, server_env, stop_process, wait_healthy
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import httpx
+import psutil
 
 
 def free_port() -> int:
@@ -27,6 +35,56 @@ def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env.update({"CP_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
     env.update({f"CP_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float = 60) -> None:
+    """Until the server at `url` answers /healthz; AssertionError with its log when it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the server did not answer /healthz within {seconds} s:\n{log.read_text(errors='replace')}")
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (ansible-runner starts ansible-playbook in a session of its own, on a
+    pty, so the server's process group does not hold it)."""
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> int:
+    """SIGKILL the process and every process below it at once (what a power cut leaves): its exit status."""
+    processes = process_tree(process.pid)
+    for each in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            each.send_signal(signal.SIGKILL)
+    status = process.wait(timeout=15)
+    psutil.wait_procs(processes[1:], timeout=15)
+    return status
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (SIGKILL after 20 s), then whatever it left running below it."""
+    if process.poll() is not None:
+        return
+    below = process_tree(process.pid)[1:]
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+    for child in below:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.send_signal(signal.SIGKILL)
 
 
 class CountingListener:

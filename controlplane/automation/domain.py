@@ -316,3 +316,44 @@ def verification_outcome(results: Sequence[CheckResult], names: Mapping[str, str
     reason = f": {first.message}" if first.message else ""
     return Outcome(JobStatus.FAILED,
                    f"check {first.check}{role} failed on {names.get(first.host, first.host)}{reason}{more}")
+
+
+# --------------------------------------------------------------------------- what the runners take and give
+
+
+@dataclass(frozen=True)
+class PlaybookJob:
+    playbook: str  # relative to playbooks/
+    inventory: Mapping[str, Any]  # an inventory structure ({"all": {"hosts": ...}})
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # extra vars that are secret
+    private_key: str | None = field(default=None, repr=False)  # SSH private key for the hosts
+    timeout_seconds: float | None = None
+    limit: str | None = None
+    # Host keys in known_hosts form: None leaves SSH host key checking to ansible.cfg and the inventory; a text
+    # (even empty) makes the job check keys against a known_hosts file of its own, where keys it meets for the
+    # first time are added (trust on first use, per job) and returned in RunResult.known_hosts.
+    known_hosts: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    rc: int | None
+    events: tuple[JobEvent, ...]
+    known_hosts: str | None = field(default=None, repr=False)  # the job's known_hosts after the run
+
+
+class VerificationError(RuntimeError):
+    """The checks could not be run at all (not: a check failed); the message says why, without secrets."""
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    addresses: tuple[str, ...]
+    roles: tuple[str, ...]  # the check modules to run (test_<role>.py); each host's own roles are in check_vars
+    check_vars: Mapping[str, Any]
+    user: str
+    private_key: str = field(repr=False)
+    known_hosts: str = field(default="", repr=False)  # empty: any host key is accepted (with a warning)
+    timeout_seconds: float = 600

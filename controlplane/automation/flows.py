@@ -1,10 +1,11 @@
-"""Jobs through the runner and check ports: requested by the API or the CLI, run in the app's job executor (or in
-the foreground by the CLI), every event stored as it happens.
+"""Jobs through the runner and check ports: requested by the API or the CLI, run by the durable engine on the
+playbook queue (or in the foreground by the CLI), every event stored as it happens.
 
 A job runs its playbook, then, when it succeeded and the job asks for it, the testinfra checks of the roles it
 applied; a failed check fails the job with the check's message. Cancel reaches a job running in this process at
 once, and one running in another process (the CLI cancelling a server's job, or the reverse) within a second,
-through the job's row. A process that starts fails the jobs a dead process left behind as interrupted.
+through the job's row. A job cut short by a crash is not run again behind the operator's back: when the engine
+recovers it, it ends failed as interrupted and can be relaunched (as AWX does).
 """
 
 from __future__ import annotations
@@ -20,61 +21,64 @@ from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
 from controlplane.automation import domain, service
-from controlplane.automation.domain import JobStatus, Outcome
+from controlplane.automation.domain import CheckRun, JobStatus, Outcome, PlaybookJob, VerificationError
+from controlplane.automation.metrics import JobMetrics
 from controlplane.automation.models import Job
-from controlplane.automation.runner import PlaybookJob, remove_orphaned_run_dirs
 from controlplane.automation.schemas import JobHostIn, JobIn
-from controlplane.automation.verify import CheckRun, VerificationError
-from controlplane.cloud.flows import Busy, process_identity, runner_alive, secret_box
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import InvalidInput
+from controlplane.processes import process_identity
+from controlplane.secrets import secret_box
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 1.0
 
 
-def recover_interrupted(ctx: AppContext) -> list[str]:
-    """At start: fail the jobs whose process died, and remove the run directories it left (the lifespan calls
-    this once)."""
-    with transaction(ctx.sessions) as session:
-        ids = service.interrupt_orphans(session, clock=ctx.clock, alive=runner_alive)
-    for job_id in ids:
-        log.warning("job %s was interrupted (its process is gone); marked failed", job_id)
-    for path in remove_orphaned_run_dirs():
-        log.warning("removed %s, left by a process that is gone", path)
-    return ids
+PLAYBOOK_QUEUE = "cp-playbooks"
+JOB_WORKFLOW = "cp.job"
+INTERRUPTED = ("interrupted: the server stopped while this job ran; run it again (the roles are safe to repeat)")
+_cancels: dict[str, threading.Event] = {}  # the jobs running in this process, by id
+_cancels_lock = threading.Lock()
 
 
-def request_job(session: Session, *, ctx: AppContext, actor: audit.Actor, data: JobIn) -> Job:
-    """Record a pending job (the caller submits it once its transaction has committed)."""
-    if not ctx.automation.executor.accepting:
-        raise Busy("the server is not accepting jobs now (shutting down or at its limit of queued jobs); "
-                   "try again shortly")
-    return service.request_job(session, clock=ctx.clock, actor=actor, box=secret_box(ctx), data=data,
-                               runner=process_identity(), artifacts=ctx.settings.effective_artifacts_dir)
+def request_job(session: Session, *, ctx: AppContext, actor: audit.Actor, data: JobIn,
+                foreground: bool = False) -> Job:
+    """Record a pending job (the caller submits it once its transaction has committed, or runs it itself when
+    `foreground`: the CLI)."""
+    job = service.request_job(session, clock=ctx.clock, actor=actor, box=secret_box(ctx.settings), data=data,
+                              runner=process_identity(), artifacts=ctx.settings.effective_artifacts_dir)
+    if not foreground:
+        ctx.durable("jobs")  # after the checks: bad input is a 422 either way; the caller's rollback drops the row
+    return job
 
 
 def submit_job(ctx: AppContext, *, job_id: str) -> None:
-    """Hand a committed, pending job to the executor; a refusal fails the job at once."""
-    def work() -> None:
-        run_job(ctx, job_id=job_id)
-
-    if ctx.automation.executor.submit(job_id, work):
+    """Hand a committed, pending job to the durable engine's playbook queue (CP_PLAYBOOK_CONCURRENCY playbooks at
+    once across all processes, the migrations' included); a refusal fails the job at once."""
+    try:
+        ctx.durable("jobs").enqueue(PLAYBOOK_QUEUE, JOB_WORKFLOW, job_id, workflow_id=f"job-{job_id}")
         return
+    except Exception as exc:
+        log.warning("job %s could not be queued: %s", job_id, exc)
     with transaction(ctx.sessions) as session:
         job = service.fail_job(session, clock=ctx.clock, job_id=job_id,
-                               explanation="the server could not queue this job (shutting down or busy); run it again")
+                               explanation="the server could not queue this job; run it again")
         playbook = job.playbook if job else "unknown"
-    ctx.metrics.jobs.job_finished(playbook, JobStatus.FAILED.value, None)
+    ctx.metrics.of(JobMetrics).job_finished(playbook, JobStatus.FAILED.value, None)
 
 
-def mark_dropped(ctx: AppContext, job_ids: list[str]) -> None:
-    """Jobs dropped from the executor's queue at shutdown: they never started."""
+def resume_unqueued(ctx: AppContext) -> int:
+    """At start, with the engine running: queue again the jobs recorded but never handed to it (the process
+    stopped between the commit and the enqueue); the same workflow id twice is one workflow."""
+    engine = ctx.durable("jobs")
     with transaction(ctx.sessions) as session:
-        for job_id in job_ids:
-            service.fail_job(session, clock=ctx.clock, job_id=job_id,
-                             explanation="interrupted: the server stopped before this job started; run it again")
+        pending = service.pending_jobs(session)
+    for job_id in pending:
+        if engine.status(f"job-{job_id}") is None:
+            log.warning("job %s was never queued; queuing it now", job_id)
+            submit_job(ctx, job_id=job_id)
+    return len(pending)
 
 
 def cancel_job(session: Session, *, ctx: AppContext, actor: audit.Actor, job_id: str) -> Job:
@@ -84,7 +88,15 @@ def cancel_job(session: Session, *, ctx: AppContext, actor: audit.Actor, job_id:
 
 def signal_cancel(ctx: AppContext, *, job_id: str) -> None:
     """Stop the job now if it runs in this process; a job elsewhere reads its committed row within a second."""
-    ctx.automation.cancel(job_id)
+    with _cancels_lock:
+        signal = _cancels.get(job_id)
+    if signal is not None:
+        signal.set()
+
+
+def interrupt(ctx: AppContext, *, job_id: str) -> Job | None:
+    """A job whose run was cut short (its process stopped): failed as interrupted, to be run again."""
+    return _fail(ctx, job_id, INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -103,22 +115,27 @@ class _Run:
     verify: bool
 
 
-def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
-    """Run one pending job to its end: playbook, then checks. None when it was not pending any more."""
+def run_job(ctx: AppContext, *, job_id: str, recovered: bool = False) -> Job | None:
+    """Run one pending job to its end: playbook, then checks. None when it was not pending any more. With
+    `recovered` (the engine taking up a run a crash cut short), a job found running ends interrupted instead."""
     with transaction(ctx.sessions) as session:
         job = service.begin_job(session, clock=ctx.clock, job_id=job_id, runner=process_identity())
-        if job is None:
-            return None
-        playbook = job.playbook
+        cut_short = job is None and recovered and service.status_of(session, job_id=job_id) == JobStatus.RUNNING.value
+        playbook = job.playbook if job is not None else ""
+    if cut_short:
+        log.warning("job %s was cut short by a stop of its server: interrupted", job_id)
+        return interrupt(ctx, job_id=job_id)
+    if job is None:
+        return None
     started = time.monotonic()
     status = JobStatus.FAILED.value
-    ctx.metrics.jobs.running.inc()
+    ctx.metrics.of(JobMetrics).running.inc()
     try:
         run = _load(ctx, job_id)
         _check_artifacts(ctx, run)
         recorder = _EventRecorder(ctx, job_id, secrets=[*run.secrets.values(), run.private_key])
-        with ctx.automation.cancel_signal(job_id) as cancel, _watch_cancel(ctx, job_id, cancel):
-            result = ctx.automation.runner.run(PlaybookJob(
+        with _cancel_signal(job_id) as cancel, _watch_cancel(ctx, job_id, cancel):
+            result = ctx.runner.run(PlaybookJob(
                 run.playbook, domain.inventory(run.hosts, user=run.user), extravars=run.extravars,
                 secrets=run.secrets, private_key=run.private_key, timeout_seconds=run.timeout, limit=run.limit,
                 known_hosts=run.known_hosts), on_event=recorder.add, cancel=cancel)
@@ -132,7 +149,7 @@ def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
             done = service.complete_job(session, clock=ctx.clock, job_id=job_id, outcome=outcome, rc=result.rc,
                                         stats=stats, checks=checks, verification=verification)
         status = done.status
-        ctx.metrics.jobs.checked(checks)
+        ctx.metrics.of(JobMetrics).checked(checks)
         log.info("job %s (%s) ended %s %s", job_id, playbook, status, done.explanation)
         return done
     except InvalidInput as exc:  # a file that left the artifacts directory since the job was requested
@@ -140,16 +157,16 @@ def run_job(ctx: AppContext, *, job_id: str) -> Job | None:
     except Exception as exc:
         log.exception("job %s failed unexpectedly", job_id)
         return _fail(ctx, job_id, f"unexpected error ({type(exc).__name__}); see the server log")
-    except BaseException:  # Ctrl-C in the CLI, or the process being stopped: say so, then stop
+    except KeyboardInterrupt:  # Ctrl-C in the CLI: say so, then stop
         _fail(ctx, job_id, "interrupted while it ran; run it again (the roles are safe to repeat)")
         raise
     finally:
-        ctx.metrics.jobs.running.dec()
-        ctx.metrics.jobs.job_finished(playbook, status, time.monotonic() - started)
+        ctx.metrics.of(JobMetrics).running.dec()
+        ctx.metrics.of(JobMetrics).job_finished(playbook, status, time.monotonic() - started)
 
 
 def _load(ctx: AppContext, job_id: str) -> _Run:
-    box = secret_box(ctx)
+    box = secret_box(ctx.settings)
     with transaction(ctx.sessions) as session:
         job = service.get_job(session, viewer="system", job_id=job_id)
         return _Run(playbook=job.playbook, hosts=service.hosts_of(job), extravars=dict(job.extravars),
@@ -182,7 +199,7 @@ def _verify(ctx: AppContext, run: _Run, ran_on: set[str], known_hosts: str, canc
                        check_vars=domain.check_vars(run.playbook, hosts, run.extravars), user=run.user,
                        private_key=run.private_key, known_hosts=known_hosts)
     try:
-        results = ctx.automation.checks.run(request, cancel=cancel, secrets=run.secrets.values())
+        results = ctx.checks.run(request, cancel=cancel, secrets=run.secrets.values())
     except VerificationError as exc:
         if cancel.is_set():
             return Outcome(JobStatus.CANCELED, "canceled on request during verification"), [], _counts(
@@ -232,6 +249,19 @@ class _EventRecorder:
         self.add(domain.JobEvent(seq=self._next(), kind="check", host=host, task=f"{result.role}: {result.check}",
                                  status=result.outcome, changed=False, duration=result.duration,
                                  message=result.message))
+
+
+@contextmanager
+def _cancel_signal(job_id: str) -> Iterator[threading.Event]:
+    """The event that stops the job while it runs here (set by `signal_cancel`)."""
+    signal = threading.Event()
+    with _cancels_lock:
+        _cancels[job_id] = signal
+    try:
+        yield signal
+    finally:
+        with _cancels_lock:
+            _cancels.pop(job_id, None)
 
 
 @contextmanager

@@ -3,14 +3,10 @@ Events) and their check evidence."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
@@ -27,7 +23,9 @@ from controlplane.automation.schemas import (
 )
 from controlplane.context import AppContext
 from controlplane.db import transaction
+from controlplane.event_stream import BATCH, event_stream
 from controlplane.http_api import MAX_ID, After, errors
+from controlplane.secrets import secret_box
 
 JobReader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 JobRunner = Annotated[Principal, Depends(require(Permission.JOBS_RUN))]
@@ -35,8 +33,6 @@ CredentialReader = Annotated[Principal, Depends(require(Permission.CREDENTIALS_R
 CredentialWriter = Annotated[Principal, Depends(require(Permission.CREDENTIALS_WRITE))]
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
-STREAM_POLL_SECONDS = 0.5
-STREAM_KEEPALIVE_SECONDS = 15.0
 
 
 @router.get("/credentials", response_model=list[CredentialRead], summary="SSH credentials (never their keys)")
@@ -50,7 +46,7 @@ def list_credentials(*, principal: CredentialReader, session: DbSession) -> list
 def put_credential(*, name: str, data: CredentialIn, response: Response, principal: CredentialWriter,
                    session: DbSession, ctx: Ctx) -> CredentialRead:
     credential, created = service.put_credential(session, clock=ctx.clock, actor=principal,
-                                                 box=flows.secret_box(ctx), name=name, data=data)
+                                                 box=secret_box(ctx.settings), name=name, data=data)
     response.status_code = 201 if created else 200
     return service.credential_read(credential)
 
@@ -118,41 +114,19 @@ def job_checks(*, job_id: str, principal: JobReader, session: DbSession) -> list
 @router.get("/jobs/{job_id}/events/stream", response_class=StreamingResponse,
             summary="A job's events as Server-Sent Events (`job-event`, then one `end` with the outcome)",
             responses={200: {"content": {"text/event-stream": {}}}})
-def stream_job_events(*, job_id: str, request: Request, principal: JobReader, session: DbSession, ctx: Ctx,
-                      after: After = 0,
-                      last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> StreamingResponse:
+def stream_job_events(*, job_id: str, principal: JobReader, session: DbSession, ctx: Ctx, after: After = 0,
+                      last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> Response:
     service.get_job(session, viewer=principal, job_id=job_id)  # 404 before the stream starts
-    return event_stream(ctx, request, job_id, after=last_event_id if last_event_id is not None else after)
+    return job_event_stream(ctx, job_id, after=last_event_id if last_event_id is not None else after)
 
 
-def event_stream(ctx: AppContext, request: Request, job_id: str, *, after: int) -> StreamingResponse:
+def job_event_stream(ctx: AppContext, job_id: str, *, after: int) -> Response:
     """SSE of a job's events from `after` on, until the job has ended and every event was sent (also the pages')."""
-    return StreamingResponse(_events(ctx, request, job_id, after), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-async def _events(ctx: AppContext, request: Request, job_id: str, after: int) -> AsyncIterator[str]:
     def read(seq: int) -> tuple[list[JobEventRead], JobRead]:
         with transaction(ctx.sessions) as session:
             job = service.job_read(service.get_job(session, viewer="system", job_id=job_id))
-            return service.events(session, job_id=job_id, after=seq, limit=500), job
+            return service.events(session, job_id=job_id, after=seq, limit=BATCH), job
 
-    loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
-    yield "retry: 2000\n\n"
-    while not await request.is_disconnected():
-        batch, job = await run_in_threadpool(read, after)
-        for event in batch:
-            after = event.seq
-            yield f"id: {event.seq}\nevent: job-event\ndata: {event.model_dump_json()}\n\n"
-        if batch:
-            quiet_since = loop.time()
-            continue
-        if job.status.finished:
-            end = {"status": job.status.value, "explanation": job.explanation}
-            yield f"event: end\ndata: {json.dumps(end)}\n\n"
-            return
-        if loop.time() - quiet_since > STREAM_KEEPALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            quiet_since = loop.time()
-        await asyncio.sleep(STREAM_POLL_SECONDS)
+    return event_stream(read, after=after, event="job-event", cursor=lambda event: event.seq,
+                        finished=lambda job: job.status.finished,
+                        end=lambda job: {"status": job.status.value, "explanation": job.explanation})

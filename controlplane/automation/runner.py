@@ -23,13 +23,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 
-from controlplane.automation.domain import JobEvent, Outcome, event_from_runner, job_outcome
+from controlplane.automation.domain import JobEvent, PlaybookJob, RunResult, event_from_runner, job_outcome
+from controlplane.processes import process_identity, runner_alive
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PLAYBOOKS = REPO_ROOT / "playbooks"
@@ -62,29 +62,6 @@ def _private_umask() -> Iterator[None]:
             _umask_users -= 1
             if _umask_users == 0:
                 os.umask(_umask_saved)
-
-
-@dataclass(frozen=True)
-class PlaybookJob:
-    playbook: str  # relative to playbooks/
-    inventory: Mapping[str, Any]  # an inventory structure ({"all": {"hosts": ...}})
-    extravars: Mapping[str, Any] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # extra vars that are secret
-    private_key: str | None = field(default=None, repr=False)  # SSH private key for the hosts
-    timeout_seconds: float | None = None
-    limit: str | None = None
-    # Host keys in known_hosts form: None leaves SSH host key checking to ansible.cfg and the inventory; a text
-    # (even empty) makes the job check keys against a known_hosts file of its own, where keys it meets for the
-    # first time are added (trust on first use, per job) and returned in RunResult.known_hosts.
-    known_hosts: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    outcome: Outcome
-    rc: int | None
-    events: tuple[JobEvent, ...]
-    known_hosts: str | None = field(default=None, repr=False)  # the job's known_hosts after the run
 
 
 class PlaybookRunner:
@@ -209,16 +186,14 @@ RUN_DIR_KINDS = ("job", "ssh", "checks")
 
 
 def run_dir_prefix(kind: str) -> str:
-    """cp-<kind>-<pid>.<start ticks>-: the process that made a run directory is in its name, so that one a dead
+    """cp-<kind>-<pid>.<start>-: the process that made a run directory is in its name, so that one a dead
     process left behind (a crash: its secret vars file, key, SSH sockets) can be told from a live one's."""
-    from controlplane.cloud.flows import process_identity
 
     return f"cp-{kind}-{os.getpid()}.{process_identity().rsplit(':', 1)[1]}-"
 
 
 def remove_orphaned_run_dirs(directory: Path | None = None) -> list[Path]:
     """Remove the run directories (jobs, SSH masters, checks) of processes that are gone; returns them."""
-    from controlplane.cloud.flows import runner_alive
 
     removed = []
     for kind in RUN_DIR_KINDS:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,13 @@ def get_credential(session: Session, *, name: str) -> Credential:
     if credential is None:
         raise NotFound(f"unknown credential '{name}'", field="credential")
     return credential
+
+
+def credential_name(session: Session, *, credential_id: int | None) -> str:
+    """The name of a credential by its id ("" when there is none)."""
+    if credential_id is None:
+        return ""
+    return session.scalar(select(Credential.name).where(Credential.id == credential_id)) or ""
 
 
 def put_credential(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, name: str,
@@ -276,8 +283,14 @@ def request_cancel(session: Session, *, clock: Clock, actor: audit.Actor, job_id
         raise JobFinished(f"job {job_id} has ended already ({job.status})", field="job_id")
     before = {"status": job.status, "cancel_requested": job.cancel_requested}
     job.cancel_requested = True
-    if job.status == JobStatus.PENDING.value:
-        _finish(job, clock=clock, status=JobStatus.CANCELED, explanation="canceled on request before it started")
+    # Compare-and-set: a job its runner started meanwhile is not marked canceled here (its runner reads the flag).
+    not_started = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == JobStatus.PENDING.value)
+        .values(status=JobStatus.CANCELED.value, explanation="canceled on request before it started",
+                finished_at=clock.now(), secrets_sealed=None, cancel_requested=True)
+        .execution_options(synchronize_session=False))
+    if not_started.rowcount == 1:  # type: ignore[attr-defined]
+        session.refresh(job)
     audit.record(session, clock=clock, actor=actor, action="cancel", entity_type="job", entity_id=job.id,
                  agency_id=job.agency_id, before=before,
                  after={"status": job.status, "cancel_requested": job.cancel_requested})
@@ -316,14 +329,13 @@ def fail_job(session: Session, *, clock: Clock, job_id: str, explanation: str) -
     return job
 
 
-def interrupt_orphans(session: Session, *, clock: Clock, alive: Callable[[str | None], bool]) -> list[str]:
-    """Fail the jobs left pending or running by a process that is gone; their ids."""
-    orphans = [job for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE))) if not alive(job.runner)]
-    for job in orphans:
-        fail_job(session, clock=clock, job_id=job.id,
-                 explanation="interrupted: the process running this job stopped before it finished; run it again "
-                             "(the roles are safe to repeat)")
-    return [job.id for job in orphans]
+def pending_jobs(session: Session) -> list[str]:
+    """The ids of the jobs waiting for the engine, oldest first."""
+    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.PENDING.value).order_by(Job.created_at)))
+
+
+def status_of(session: Session, *, job_id: str) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))
 
 
 # --- reads ---------------------------------------------------------------------------------------------

@@ -16,32 +16,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from controlplane.automation.domain import ROLES, CheckResult, checks_from_evidence, redact
+from controlplane.automation.domain import ROLES, CheckResult, CheckRun, VerificationError, checks_from_evidence, redact
 from controlplane.automation.runner import run_dir_prefix, write_private
 
 CHECKS = Path(__file__).resolve().parent.parent.parent / "playbooks" / "checks"
 _PLUGIN = "controlplane.automation.check_host_keys"
-
-
-class VerificationError(RuntimeError):
-    """The checks could not be run at all (not: a check failed); the message says why, without secrets."""
-
-
-@dataclass(frozen=True)
-class CheckRun:
-    addresses: tuple[str, ...]
-    roles: tuple[str, ...]  # the check modules to run (test_<role>.py); each host's own roles are in check_vars
-    check_vars: Mapping[str, Any]
-    user: str
-    private_key: str = field(repr=False)
-    known_hosts: str = field(default="", repr=False)  # empty: any host key is accepted (with a warning)
-    timeout_seconds: float = 600
 
 
 class CheckRunner:

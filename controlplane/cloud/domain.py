@@ -252,6 +252,19 @@ def _key_material(public_key: str) -> str:
 # --- servers, capacity, inventory ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Flavor:
+    """A server size the cloud offers."""
+
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int = 0  # 0: the flavor does not limit the disk (the dev cloud's)
+
+    def fits(self, vcpus: int, ram_mb: int, disk_gb: int = 0) -> bool:
+        return self.vcpus >= vcpus and self.ram_mb >= ram_mb and (self.disk_gb == 0 or self.disk_gb >= disk_gb)
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     owner: str
     name: str

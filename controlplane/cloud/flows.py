@@ -10,18 +10,15 @@ error). A process that starts finds the operations a dead process left behind an
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
 from controlplane.auth.roles import Principal
 from controlplane.cloud import domain, service
-from controlplane.cloud.metrics import HypervisorFigure, QuotaFigure
+from controlplane.cloud.metrics import CloudCollector, CloudSnapshot
 from controlplane.cloud.models import CloudOperation, CloudTenancy
 from controlplane.cloud.schemas import (
     AgencyCloudRead,
@@ -36,14 +33,10 @@ from controlplane.cloud.schemas import (
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import AppError, Conflict, Forbidden
-from controlplane.secrets import SecretBox
+from controlplane.processes import process_identity
+from controlplane.secrets import secret_box
 
 log = logging.getLogger(__name__)
-
-
-class Busy(AppError):
-    status_code = 503
-    code = "busy"
 
 
 class SpecConflict(Conflict):
@@ -52,97 +45,56 @@ class SpecConflict(Conflict):
     code = "spec_conflict"
 
 
-# --- who runs an operation ---------------------------------------------------------------------------
-
-def _start_ticks(pid: int) -> str | None:
-    """The start time of process `pid` (clock ticks since boot), or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            stat = handle.read()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return ""
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else ""
-
-
-@cache
-def process_identity() -> str:
-    """host:pid:start-ticks of this process: a pid reused by another process does not look alive."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or ''}"
-
-
-def runner_alive(runner: str | None) -> bool:
-    """Whether the process named by `runner` still runs; another host's process is presumed alive."""
-    if not runner:
-        return False
-    host, pid_text, ticks = [*runner.rsplit(":", 2), "", ""][:3]
-    if host != socket.gethostname():
-        return True
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    current = _start_ticks(pid)
-    if current is None:
-        return False
-    return not ticks or not current or current == ticks
-
-
-def recover_interrupted(ctx: AppContext) -> list[str]:
-    """At start: fail the operations whose process died (the lifespan calls this once)."""
-    with transaction(ctx.sessions) as session:
-        ids = service.interrupt_orphans(session, clock=ctx.clock, alive=runner_alive)
-    for op_id in ids:
-        log.warning("cloud operation %s was interrupted (its process is gone); marked failed", op_id)
-    return ids
-
-
 # --- applies -----------------------------------------------------------------------------------------
 
-def secret_box(ctx: AppContext) -> SecretBox:
-    """Seals under CP_SECRET_KEY; opens with it or a previous key (CP_SECRET_KEY_PREVIOUS, during a rotation)."""
-    return SecretBox(ctx.settings.secret_key, previous=ctx.settings.previous_secret_keys)
+APPLY_QUEUE = "cp-cloud-applies"
+APPLY_WORKFLOW = "cp.cloud_apply"
 
 
-def request_apply(session: Session, *, ctx: AppContext, actor: audit.Actor, code: str) -> CloudOperation:
-    """Record a queued apply (the caller submits it once its transaction has committed)."""
-    if not ctx.operations.accepting:
-        raise Busy("the server is not accepting cloud operations now (shutting down or at its limit of "
-                   "queued operations); try again shortly")
-    return service.request_apply(session, clock=ctx.clock, actor=actor, cloud=ctx.cloud.cloud_name, code=code,
-                                 runner=process_identity(), alive=runner_alive)
+def request_apply(session: Session, *, ctx: AppContext, actor: audit.Actor, code: str,
+                  foreground: bool = False) -> CloudOperation:
+    """Record a queued apply (the caller submits it once its transaction has committed, or runs it itself when
+    `foreground`: the CLI)."""
+    operation = service.request_apply(session, clock=ctx.clock, actor=actor, cloud=ctx.cloud.cloud_name, code=code,
+                                      runner=process_identity())
+    if not foreground:
+        ctx.durable("cloud operations")  # after the checks (404, 409 first); the caller's rollback drops the row
+    return operation
 
 
 def submit_apply(ctx: AppContext, *, operation_id: str) -> None:
-    """Hand a committed, queued apply to the executor; a refusal fails the operation at once."""
-    def job() -> None:
-        run_apply(ctx, operation_id=operation_id)
-
-    if ctx.operations.submit(operation_id, job):
+    """Hand a committed, queued apply to the durable engine (one per agency at once; CP_CLOUD_APPLY_CONCURRENCY
+    in all); a refusal fails the operation at once."""
+    try:
+        with transaction(ctx.sessions) as session:
+            code = service.operation_agency(session, operation_id=operation_id)
+        ctx.durable("cloud operations").enqueue(APPLY_QUEUE, APPLY_WORKFLOW, operation_id,
+                                                workflow_id=f"cloud-apply-{operation_id}", partition=code)
         return
+    except Exception as exc:
+        log.warning("cloud apply %s could not be queued: %s", operation_id, exc)
     with transaction(ctx.sessions) as session:
         service.fail_operation(session, clock=ctx.clock, operation_id=operation_id, code="rejected",
-                               message="the server could not queue this operation (shutting down or busy); "
-                                       "apply again")
-    ctx.metrics.cloud.operation_finished(service.KIND_APPLY, OperationStatus.FAILED.value)
+                               message="the server could not queue this operation; apply again")
+    ctx.metrics.of(CloudCollector).operation_finished(service.KIND_APPLY, OperationStatus.FAILED.value)
 
 
-def mark_cancelled(ctx: AppContext, operation_ids: list[str]) -> None:
-    """Operations dropped from the executor's queue at shutdown: they never started."""
-    if not operation_ids:
-        return
+def resume_unqueued(ctx: AppContext) -> int:
+    """At start, with the engine running: queue again the applies recorded but never handed to it (the process
+    stopped between the commit and the enqueue); the same workflow id twice is one workflow."""
+    engine = ctx.durable("cloud operations")
     with transaction(ctx.sessions) as session:
-        for op_id in operation_ids:
-            service.fail_operation(session, clock=ctx.clock, operation_id=op_id, code=service.INTERRUPTED,
-                                   actor="system", message="interrupted: the server stopped before this operation "
-                                                           "started; apply again")
+        queued = [op.id for op in service.queued_operations(session)]
+    for operation_id in queued:
+        if engine.status(f"cloud-apply-{operation_id}") is None:
+            log.warning("cloud apply %s was never queued; queuing it now", operation_id)
+            submit_apply(ctx, operation_id=operation_id)
+    return len(queued)
 
 
 def run_apply(ctx: AppContext, *, operation_id: str) -> CloudOperation | None:
-    """Run one queued apply to its end (in the executor, or in the foreground for the CLI)."""
+    """Run one queued apply to its end (a step of the durable engine, or in the foreground for the CLI). One found
+    running was cut short by a crash: it runs again from the start, which an apply is safe to do."""
     with transaction(ctx.sessions) as session:
         begun = service.begin_operation(session, clock=ctx.clock, operation_id=operation_id,
                                         runner=process_identity())
@@ -155,7 +107,8 @@ def run_apply(ctx: AppContext, *, operation_id: str) -> CloudOperation | None:
         with ctx.cloud.dedicated() as gateway:
             result = gateway.apply(spec)
         with transaction(ctx.sessions) as session:
-            done = service.complete_apply(session, clock=ctx.clock, box=secret_box(ctx), operation_id=operation_id,
+            done = service.complete_apply(session, clock=ctx.clock, box=secret_box(ctx.settings),
+                                          operation_id=operation_id,
                                           result=result)
         status = done.status
         log.info("cloud apply %s for %s succeeded: %s", operation_id, code, result.plan.summary())
@@ -170,12 +123,12 @@ def run_apply(ctx: AppContext, *, operation_id: str) -> CloudOperation | None:
     except Exception as exc:
         log.exception("cloud apply %s for %s failed unexpectedly", operation_id, code)
         return _fail(ctx, operation_id, "internal", f"unexpected error ({type(exc).__name__}); see the server log")
-    except BaseException:  # Ctrl-C in the CLI, or the process being stopped: say so, then stop
+    except KeyboardInterrupt:  # Ctrl-C in the CLI: say so, then stop
         _fail(ctx, operation_id, service.INTERRUPTED, "interrupted while it ran; apply again (an apply is safe to "
                                                       "repeat)")
         raise
     finally:
-        ctx.metrics.cloud.operation_finished(kind, status)
+        ctx.metrics.of(CloudCollector).operation_finished(kind, status)
 
 
 def _fail(ctx: AppContext, operation_id: str, code: str, message: str) -> CloudOperation | None:
@@ -196,7 +149,7 @@ def _refresh_agency_quota(ctx: AppContext, code: str, project_id: str) -> None:
     except Exception as exc:  # the figures come back with the next refresh
         log.warning("reading the quota of %s after an apply failed: %s", code, type(exc).__name__)
         return
-    ctx.metrics.cloud.agency_quota(code, service.quota_figures(usage), at=ctx.clock.now())
+    ctx.metrics.of(CloudCollector).agency_quota(code, usage.resources, at=ctx.clock.now())
 
 
 def plan(session: Session, *, ctx: AppContext, viewer: audit.Actor, code: str) -> PlanRead:
@@ -227,11 +180,11 @@ def live_state(ctx: AppContext, tenancy: CloudTenancy) -> LiveState:
     observed = gateway.observe(spec)
     project_id = observed.project_id or tenancy.project_id
     servers = gateway.list_servers(project_id=project_id) if project_id else []
-    figures: tuple[QuotaFigure, ...] = ()
+    figures: tuple[domain.ResourceUsage, ...] = ()
     now = ctx.clock.now()
     if project_id:
-        figures = service.quota_figures(gateway.quota_usage(project_id))
-        ctx.metrics.cloud.agency_quota(tenancy.agency.code, figures, at=now)
+        figures = gateway.quota_usage(project_id).resources
+        ctx.metrics.of(CloudCollector).agency_quota(tenancy.agency.code, figures, at=now)
     return LiveState(project_id=project_id, servers=[service.server_read(s) for s in servers],
                      networks=service.network_reads(spec, observed), quota=service.quota_reads(figures), read_at=now)
 
@@ -256,20 +209,20 @@ def capacity(session: Session, *, ctx: AppContext, viewer: audit.Actor) -> Capac
                         "quota at /api/v1/cloud/agencies/{code}", field="role")
     gateway = ctx.cloud.gateway()
     now = ctx.clock.now()
-    hypervisors = service.hypervisor_figures(gateway.hypervisors())
-    quotas: dict[str, tuple[QuotaFigure, ...]] = {}
+    hypervisors = tuple(gateway.hypervisors())
+    quotas: dict[str, tuple[domain.ResourceUsage, ...]] = {}
     agencies = []
     for tenancy in service.list_tenancies(session, viewer=viewer, cloud=ctx.cloud.cloud_name):
         if tenancy.project_id:
-            figures = service.quota_figures(gateway.quota_usage(tenancy.project_id))
+            figures = gateway.quota_usage(tenancy.project_id).resources
             quotas[tenancy.agency.code] = figures
             agencies.append(service.agency_quota_read(tenancy.agency.code, tenancy.project_id, figures))
-    ctx.metrics.cloud.refreshed(at=now, quotas=quotas, hypervisors=hypervisors)
+    ctx.metrics.of(CloudCollector).refreshed(at=now, quotas=quotas, hypervisors=hypervisors)
     return CapacityRead(cloud=ctx.cloud.cloud_name, read_at=now, hypervisors=service.hypervisor_reads(hypervisors),
                         totals=_totals(hypervisors), agencies=agencies)
 
 
-def _totals(hypervisors: tuple[HypervisorFigure, ...]) -> CapacityTotals:
+def _totals(hypervisors: tuple[domain.HypervisorCapacity, ...]) -> CapacityTotals:
     return CapacityTotals(
         vcpus=sum(h.vcpus for h in hypervisors), vcpus_used=sum(h.vcpus_used for h in hypervisors),
         memory_mb=sum(h.memory_mb for h in hypervisors), memory_mb_used=sum(h.memory_mb_used for h in hypervisors),
@@ -301,17 +254,26 @@ def refresh_cloud(ctx: AppContext, *, only_if_configured: bool = True) -> bool:
                         for t in service.list_tenancies(session, viewer="system", cloud=ctx.cloud.cloud_name)
                         if t.project_id}
         gateway = ctx.cloud.gateway()
-        hypervisors = service.hypervisor_figures(gateway.hypervisors())
-        quotas = {code: service.quota_figures(gateway.quota_usage(project_id))
+        hypervisors = tuple(gateway.hypervisors())
+        flavors = gateway.flavors()
+        quotas = {code: gateway.quota_usage(project_id).resources
                   for code, project_id in sorted(projects.items())}
     except AppError as exc:
         log.warning("refreshing the cloud figures of '%s' failed: %s (%s)", ctx.cloud.cloud_name, exc.message,
                     exc.code)
-        ctx.metrics.cloud.unreachable(at=now, reason=exc.code)
+        ctx.metrics.of(CloudCollector).unreachable(at=now, reason=exc.code)
         return False
     except Exception as exc:
         log.warning("refreshing the cloud figures of '%s' failed: %s", ctx.cloud.cloud_name, type(exc).__name__)
-        ctx.metrics.cloud.unreachable(at=now, reason=type(exc).__name__)
+        ctx.metrics.of(CloudCollector).unreachable(at=now, reason=type(exc).__name__)
         return False
-    ctx.metrics.cloud.refreshed(at=now, quotas=quotas, hypervisors=hypervisors)
+    ctx.metrics.of(CloudCollector).refreshed(at=now, quotas=quotas, hypervisors=hypervisors, flavors=flavors)
     return True
+
+
+def cached_figures(ctx: AppContext) -> CloudSnapshot:
+    """The cloud figures plans use (quotas, free capacity, flavors), read from the cloud first when its flavors
+    have never been read (a cloud that does not answer leaves the cache as it is: plans say what they lack)."""
+    if not ctx.metrics.of(CloudCollector).snapshot.flavors:
+        refresh_cloud(ctx)
+    return ctx.metrics.of(CloudCollector).snapshot

@@ -29,6 +29,7 @@ from controlplane.cloud import domain
 from controlplane.cloud.domain import (
     AgencyCredential,
     ApplyResult,
+    Flavor,
     HypervisorCapacity,
     IngressRule,
     ObservedState,
@@ -47,6 +48,9 @@ from controlplane.cloud.errors import (
     CloudUnavailable,
     QuotaExceeded,
 )
+from controlplane.config import Settings
+from controlplane.context import CloudPort
+from controlplane.errors import AppError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -418,6 +422,15 @@ class CloudGateway:
 
         return self._call(f"quota usage of {project_id}", usage)
 
+    def flavors(self) -> list[Flavor]:
+        """The flavors servers can be made with here (public and enabled)."""
+        def listing() -> list[Flavor]:
+            offered = [Flavor(f.name, f.vcpus, f.ram, f.disk or 0) for f in self._conn.compute.flavors(details=True)
+                       if f.is_public is not False and not f.is_disabled]
+            return sorted(offered, key=lambda f: (f.vcpus, f.ram_mb, f.name))
+
+        return self._call("list flavors", listing)
+
     def hypervisors(self) -> list[HypervisorCapacity]:
         def listing() -> list[HypervisorCapacity]:
             # The base microversion: every Nova has it, and it still carries the vCPU and memory figures
@@ -455,3 +468,26 @@ def _server_info(server: Any) -> ServerInfo:
     return ServerInfo(id=server.id, name=server.name, status=server.status,
                       owner=(server.metadata or {}).get(OWNER_KEY), project_id=server.project_id,
                       addresses=addresses, flavor=flavor_name, security_groups=groups)
+
+
+# Reads made inside a request give up quickly on an unreachable cloud (503 cloud_unavailable); background
+# operations connect on their own with the gateway's default retry budget.
+READ_RETRY_BUDGET_SECONDS = 5.0
+
+
+def connect_cloud(settings: Settings, *, read_only: bool = False) -> CloudPort:
+    """A gateway to the cloud named by the settings (CP_CLOUD in CP_CLOUDS_YAML or openstacksdk's search)."""
+    if not settings.cloud:
+        raise CloudUnavailable("no cloud is configured (CP_CLOUD is empty)")
+    config = settings.effective_clouds_yaml
+    if config is not None and not config.is_file():
+        raise CloudUnavailable(f"cloud '{settings.cloud}': the clouds.yaml file {config} does not exist "
+                               "(CP_CLOUDS_YAML)")
+    retry = RetryPolicy(budget_seconds=READ_RETRY_BUDGET_SECONDS) if read_only else None
+    try:
+        return CloudGateway.connect(settings.cloud, config_file=config, retry=retry)
+    except AppError:
+        raise
+    except Exception as exc:  # a configuration the SDK refuses: name it, never echo its content
+        where = f" in {config}" if config else ""
+        raise CloudUnavailable(f"cannot connect to cloud '{settings.cloud}'{where}: {type(exc).__name__}") from None

@@ -1,6 +1,6 @@
 """Cloud capacity and agency quota gauges. collect() reads the cache only; it never calls the cloud.
 
-The cache is filled by the app's periodic refresher (monitoring.refresh) and after every apply. Labels are
+The cache is filled by the app's periodic refresher (cloud.flows.refresh_cloud) and after every apply. Labels are
 bounded: agency code and resource name (instances, cores, ram_mb, volumes), hypervisor name, status.
 """
 
@@ -11,43 +11,31 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane.cloud.domain import Flavor, HypervisorCapacity, ResourceUsage
+
 MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class QuotaFigure:
-    resource: str
-    limit: int  # -1: unlimited
-    in_use: int
-
-
-@dataclass(frozen=True)
-class HypervisorFigure:
-    name: str
-    vcpus: int
-    vcpus_used: int
-    memory_mb: int
-    memory_mb_used: int
-    running_vms: int
 
 
 @dataclass(frozen=True)
 class CloudSnapshot:
     """The cloud figures as last read. `up` is None until the first refresh tried."""
 
-    quotas: Mapping[str, tuple[QuotaFigure, ...]] = field(default_factory=dict)
+    quotas: Mapping[str, tuple[ResourceUsage, ...]] = field(default_factory=dict)
     quotas_at: Mapping[str, datetime] = field(default_factory=dict)
-    hypervisors: tuple[HypervisorFigure, ...] = ()
+    hypervisors: tuple[HypervisorCapacity, ...] = ()
+    flavors: tuple[Flavor, ...] = ()  # what plans size servers with
     up: bool | None = None
     refreshed_at: datetime | None = None
     error: str | None = None
 
 
 class CloudCollector(Collector):
-    def __init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        registry.register(self)
         self._lock = threading.Lock()
         self._snapshot = CloudSnapshot()
         self._operations: dict[tuple[str, str], int] = {}
@@ -57,14 +45,14 @@ class CloudCollector(Collector):
         with self._lock:
             return self._snapshot
 
-    def refreshed(self, *, at: datetime, quotas: Mapping[str, Iterable[QuotaFigure]],
-                  hypervisors: Iterable[HypervisorFigure]) -> None:
-        """A full refresh that reached the cloud: replaces every figure."""
+    def refreshed(self, *, at: datetime, quotas: Mapping[str, Iterable[ResourceUsage]],
+                  hypervisors: Iterable[HypervisorCapacity], flavors: Iterable[Flavor] | None = None) -> None:
+        """A full refresh that reached the cloud: replaces every figure (the flavors when they were read)."""
         with self._lock:
             self._snapshot = CloudSnapshot(
                 quotas={code: tuple(figures) for code, figures in quotas.items()},
-                quotas_at={code: at for code in quotas}, hypervisors=tuple(hypervisors), up=True,
-                refreshed_at=at,
+                quotas_at={code: at for code in quotas}, hypervisors=tuple(hypervisors),
+                flavors=self._snapshot.flavors if flavors is None else tuple(flavors), up=True, refreshed_at=at,
             )
 
     def unreachable(self, *, at: datetime, reason: str) -> None:
@@ -72,14 +60,14 @@ class CloudCollector(Collector):
         with self._lock:
             self._snapshot = replace(self._snapshot, up=False, refreshed_at=at, error=reason)
 
-    def agency_quota(self, code: str, figures: Iterable[QuotaFigure], *, at: datetime) -> None:
+    def agency_quota(self, code: str, figures: Iterable[ResourceUsage], *, at: datetime) -> None:
         """One agency's figures, read after an apply or on its page."""
         with self._lock:
             snap = self._snapshot
             self._snapshot = replace(snap, quotas={**snap.quotas, code: tuple(figures)},
                                      quotas_at={**snap.quotas_at, code: at})
 
-    def hypervisors(self, figures: Iterable[HypervisorFigure]) -> None:
+    def hypervisors(self, figures: Iterable[HypervisorCapacity]) -> None:
         with self._lock:
             self._snapshot = replace(self._snapshot, hypervisors=tuple(figures))
 

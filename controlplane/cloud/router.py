@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
 from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
 from controlplane.cloud import flows, service
+from controlplane.cloud.metrics import CloudCollector
 from controlplane.cloud.schemas import (
     AgencyCloudRead,
     CapacityRead,
@@ -37,7 +38,7 @@ INVENTORY_TYPES = {InventoryFormat.JSON: "application/json", InventoryFormat.YAM
 @router.get("/agencies", response_model=list[TenancyRead],
             summary="Agencies on the cloud with their status and quota use (cached, refreshed periodically)")
 def list_agencies(*, principal: CloudReader, session: DbSession, ctx: Ctx) -> list[TenancyRead]:
-    snapshot = ctx.metrics.cloud.snapshot
+    snapshot = ctx.metrics.of(CloudCollector).snapshot
     return [
         service.tenancy_read(t, quota=snapshot.quotas.get(t.agency.code, ()),
                              quota_at=snapshot.quotas_at.get(t.agency.code))

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,6 @@ from controlplane.auth.roles import Principal
 from controlplane.auth.service import agency_by_code
 from controlplane.clock import Clock
 from controlplane.cloud import domain
-from controlplane.cloud.metrics import HypervisorFigure, QuotaFigure
 from controlplane.cloud.models import CloudOperation, CloudTenancy
 from controlplane.cloud.schemas import (
     AgencyQuotaRead,
@@ -328,14 +327,10 @@ def list_operations(session: Session, *, agency_id: int, cloud: str, limit: int 
 
 def request_apply(
     session: Session, *, clock: Clock, actor: audit.Actor, cloud: str, code: str, runner: str,
-    alive: Callable[[str | None], bool] = lambda _runner: True,
 ) -> CloudOperation:
-    """Record an apply of the agency's spec as a queued operation; at most one is queued or running per tenancy.
-    An active one whose process is gone (`alive` says so) is failed as interrupted first."""
+    """Record an apply of the agency's spec as a queued operation; at most one is queued or running per tenancy."""
     tenancy = get_tenancy(session, viewer=actor, cloud=cloud, code=code)
     previous = tenancy.last_operation
-    if previous is not None and previous.status in ACTIVE and not alive(previous.runner):
-        _interrupt(session, clock=clock, op=previous)
     if previous is not None and previous.status in ACTIVE:
         raise OperationInProgress(f"an apply for {code} is {previous.status} already: operation {previous.id}",
                                   details=[{"operation_id": previous.id}])
@@ -366,9 +361,10 @@ def request_apply(
 def begin_operation(
     session: Session, *, clock: Clock, operation_id: str, runner: str
 ) -> tuple[CloudOperation, domain.OnboardingSpec] | None:
-    """Move a queued operation to running (None when it is not queued any more) and give the spec to apply."""
+    """Move a queued operation to running and give the spec to apply (None when it has ended). One running
+    already was cut short by a crash and is taken again by the engine that recovered it."""
     started = session.execute(
-        update(CloudOperation).where(CloudOperation.id == operation_id, CloudOperation.status == "queued")
+        update(CloudOperation).where(CloudOperation.id == operation_id, CloudOperation.status.in_(ACTIVE))
         .values(status=OperationStatus.RUNNING.value, started_at=clock.now(), runner=runner)
         .execution_options(synchronize_session=False)
     )
@@ -428,19 +424,17 @@ def fail_operation(session: Session, *, clock: Clock, operation_id: str, code: s
     return op
 
 
-def interrupt_orphans(session: Session, *, clock: Clock, alive: Callable[[str | None], bool]) -> list[str]:
-    """Fail the operations left queued or running by a process that is gone; their ids."""
-    orphans = [op for op in session.scalars(select(CloudOperation).where(CloudOperation.status.in_(ACTIVE)))
-               if not alive(op.runner)]
-    for op in orphans:
-        _interrupt(session, clock=clock, op=op)
-    return [op.id for op in orphans]
+def operation_agency(session: Session, *, operation_id: str) -> str:
+    op = session.get(CloudOperation, operation_id)
+    if op is None:
+        raise NotFound(f"no cloud operation {operation_id}", field="operation_id")
+    return op.agency.code
 
 
-def _interrupt(session: Session, *, clock: Clock, op: CloudOperation) -> None:
-    fail_operation(session, clock=clock, operation_id=op.id, code=INTERRUPTED, actor="system",
-                   message="interrupted: the process running this operation stopped before it finished; "
-                           "apply again (an apply is safe to repeat)")
+def queued_operations(session: Session) -> list[CloudOperation]:
+    """The operations waiting for the engine, oldest first."""
+    return list(session.scalars(select(CloudOperation).where(CloudOperation.status == OperationStatus.QUEUED.value)
+                                .order_by(CloudOperation.created_at)))
 
 
 def agency_credential(tenancy: CloudTenancy, *, box: SecretBox) -> domain.AgencyCredential | None:
@@ -466,31 +460,21 @@ def tenancy_status(tenancy: CloudTenancy) -> TenancyStatus:
     return TenancyStatus.APPLIED
 
 
-def quota_figures(usage: domain.QuotaUsage) -> tuple[QuotaFigure, ...]:
-    return tuple(QuotaFigure(resource=r.resource, limit=r.limit, in_use=r.in_use) for r in usage.resources)
-
-
-def hypervisor_figures(hypervisors: Iterable[domain.HypervisorCapacity]) -> tuple[HypervisorFigure, ...]:
-    return tuple(HypervisorFigure(name=h.name, vcpus=h.vcpus, vcpus_used=h.vcpus_used, memory_mb=h.memory_mb,
-                                  memory_mb_used=h.memory_mb_used, running_vms=h.running_vms)
-                 for h in hypervisors)
-
-
-def quota_reads(figures: Iterable[QuotaFigure]) -> list[QuotaUseRead]:
+def quota_reads(figures: Iterable[domain.ResourceUsage]) -> list[QuotaUseRead]:
     return [QuotaUseRead(resource=f.resource, limit=f.limit, in_use=f.in_use,
                          ratio=None if f.limit < 0 else (f.in_use / f.limit if f.limit else (1.0 if f.in_use else 0.0)))
             for f in figures]
 
 
-def hypervisor_reads(figures: Iterable[HypervisorFigure]) -> list[HypervisorRead]:
+def hypervisor_reads(figures: Iterable[domain.HypervisorCapacity]) -> list[HypervisorRead]:
     return [HypervisorRead(**dataclasses.asdict(f)) for f in figures]
 
 
-def agency_quota_read(code: str, project_id: str, figures: Iterable[QuotaFigure]) -> AgencyQuotaRead:
+def agency_quota_read(code: str, project_id: str, figures: Iterable[domain.ResourceUsage]) -> AgencyQuotaRead:
     return AgencyQuotaRead(agency=code, project_id=project_id, quota=quota_reads(figures))
 
 
-def tenancy_read(tenancy: CloudTenancy, *, quota: Iterable[QuotaFigure] = (),
+def tenancy_read(tenancy: CloudTenancy, *, quota: Iterable[domain.ResourceUsage] = (),
                  quota_at: datetime | None = None) -> TenancyRead:
     spec = spec_of(tenancy)
     plan = tenancy.last_plan

@@ -11,6 +11,7 @@ from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
 from controlplane.compliance import service, tabular
 from controlplane.compliance.domain import Period, PeriodError, parse_period
+from controlplane.compliance.metrics import refresh_compliance
 from controlplane.compliance.schemas import (
     ImportResult,
     MeetingCreate,
@@ -26,7 +27,6 @@ from controlplane.compliance.schemas import (
 from controlplane.errors import InvalidInput
 from controlplane.http_api import Offset, RowId, errors
 from controlplane.inputs import Input, IsoDate
-from controlplane.monitoring.refresh import refresh_compliance
 from controlplane.uploads import read_upload
 
 ComplianceReader = Annotated[Principal, Depends(require(Permission.COMPLIANCE_READ))]

@@ -1,6 +1,6 @@
 """The migration data files, and inventory files in and out (CSV, YAML), read into the domain's dataclasses.
 
-The rules (validation, matching, row errors) are in controlplane.migration.domain; this module only reads and
+The rules (validation, matching, row errors) are in the pure modules (domain, matching); this module only reads and
 writes text. File-level problems (not UTF-8, not YAML, unknown CSV columns) are InventoryError findings with the
 field `file`, like row problems, so an import reports everything in one shape.
 """
@@ -16,17 +16,16 @@ from typing import Any
 import yaml
 
 from controlplane import spreadsheets
-from controlplane.migration.domain import (
+from controlplane.inventory.domain import (
     INVENTORY_FIELDS,
-    Catalogue,
     CatalogueError,
     Finding,
     InventoryError,
     System,
-    catalogue_from_data,
     inventory_rows,
     parse_inventory,
 )
+from controlplane.inventory.matching import Catalogue, catalogue_from_data
 
 DATA_DIR = Path(__file__).parent / "data"
 CATALOGUE_FILE = DATA_DIR / "catalogue.yaml"

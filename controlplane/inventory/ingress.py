@@ -10,7 +10,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from controlplane.migration.domain import Finding, MigrationPlan, SystemPlan, Tier, WavePlan
+from controlplane.inventory.domain import Finding, Tier
+from controlplane.inventory.planning import MigrationPlan, SystemPlan, WavePlan
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
+from controlplane.cloud import flows as cloud_flows
 from controlplane.http_api import errors
-from controlplane.migration import inventory
-from controlplane.migration.domain import SystemStatus
-from controlplane.migration.inventory_schemas import (
+from controlplane.inventory import service as inventory
+from controlplane.inventory.domain import SystemStatus
+from controlplane.inventory.schemas import (
     AdoptionRead,
     CatalogueRead,
     ExportFormat,
@@ -92,4 +93,5 @@ def adoption(*, principal: MigrationReader, session: DbSession) -> AdoptionRead:
              summary="A migration plan (like `terraform plan`): 200 with its findings, `ok` only without any")
 def plan(*, data: PlanRequest, principal: MigrationReader, session: DbSession, ctx: Ctx) -> PlanRead:
     return inventory.plan_systems(session, viewer=principal, cloud=ctx.cloud.cloud_name,
-                                  cached=ctx.metrics.cloud.snapshot, codes=data.systems, waves=data.waves)
+                                  cached=cloud_flows.cached_figures(ctx), codes=data.systems, waves=data.waves,
+                                  image=ctx.settings.migration_image)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.inputs import Input
-from controlplane.migration.domain import ComponentKind, Criticality, Grade, SystemStatus
+from controlplane.inventory.domain import ComponentKind, Criticality, Grade, SystemStatus
 
 
 class ImportMode(StrEnum):

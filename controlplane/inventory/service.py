@@ -17,13 +17,15 @@ from controlplane.auth.models import Agency
 from controlplane.auth.roles import Principal
 from controlplane.auth.service import agency_by_code
 from controlplane.clock import Clock
+from controlplane.cloud.domain import Flavor
 from controlplane.cloud.metrics import CloudSnapshot
 from controlplane.cloud.models import CloudTenancy
 from controlplane.errors import Conflict, Forbidden, InvalidInput, NotFound
-from controlplane.migration import catalogue as files
-from controlplane.migration import domain, ingress
-from controlplane.migration.domain import UNLIMITED, Finding, Quota, Resources
-from controlplane.migration.inventory_schemas import (
+from controlplane.inventory import domain, files, ingress, matching, planning, windows
+from controlplane.inventory.domain import DEFAULT_IMAGE, UNLIMITED, Finding
+from controlplane.inventory.models import AgencySystem
+from controlplane.inventory.planning import Quota, Resources
+from controlplane.inventory.schemas import (
     AdoptionRead,
     AdoptionRow,
     CatalogueEntryRead,
@@ -41,7 +43,7 @@ from controlplane.migration.inventory_schemas import (
     SystemRead,
     VersionsRead,
 )
-from controlplane.migration.models import AgencySystem, Migration
+from controlplane.waves.models import Migration
 
 
 class ImportRefused(InvalidInput):
@@ -49,8 +51,8 @@ class ImportRefused(InvalidInput):
 
 
 @cache
-def shipped_catalogue() -> domain.Catalogue:
-    """The component catalogue the control plane ships (controlplane/migration/data/catalogue.yaml)."""
+def shipped_catalogue() -> matching.Catalogue:
+    """The component catalogue the control plane ships (controlplane/inventory/data/catalogue.yaml)."""
     return files.load_catalogue()
 
 
@@ -65,7 +67,7 @@ def domain_system(row: AgencySystem) -> domain.System:
         components=tuple(domain.Component(domain.ComponentKind(c["kind"]), c["vendor"], c["product"], c["version"])
                          for c in row.components),
         depends_on=tuple(row.depends_on),
-        maintenance_window=domain.parse_window(row.maintenance_window) if row.maintenance_window else None,
+        maintenance_window=windows.parse_window(row.maintenance_window) if row.maintenance_window else None,
         status=domain.SystemStatus(row.status), notes=row.notes,
     )
 
@@ -110,7 +112,7 @@ def get_system(session: Session, *, viewer: audit.Actor, code: str) -> AgencySys
 
 def _unknown(system: domain.System) -> dict[str, Finding]:
     """The flags of the system's components without a catalogue entry, by field (components[i])."""
-    return {f.field: f for f in domain.unknown_components([system], shipped_catalogue())}
+    return {f.field: f for f in matching.unknown_components([system], shipped_catalogue())}
 
 
 def system_read(row: AgencySystem) -> SystemRead:
@@ -124,7 +126,7 @@ def system_detail(row: AgencySystem) -> SystemDetail:
     system = domain_system(row)
     flags = _unknown(system)
     matches = []
-    for m in domain.match_system(system, shipped_catalogue()):
+    for m in matching.match_system(system, shipped_catalogue()):
         entry, flag = m.entry, flags.get(f"components[{m.index}]")
         matches.append(ComponentMatchRead(
             kind=m.component.kind, vendor=m.component.vendor, product=m.component.product,
@@ -158,15 +160,15 @@ def adoption_report(session: Session, *, viewer: audit.Actor) -> AdoptionRead:
     systems migrate (components the catalogue does not know count as not open source), and their total."""
     rows = list_systems(session, viewer=viewer)
     agencies = {row.agency.code: row.agency for row in rows}
-    figures = domain.adoption([domain_system(row) for row in rows], shipped_catalogue())
+    figures = matching.adoption([domain_system(row) for row in rows], shipped_catalogue())
 
-    def read(figure: domain.Adoption, name_ko: str, name_en: str) -> AdoptionRow:
+    def read(figure: matching.Adoption, name_ko: str, name_en: str) -> AdoptionRow:
         return AdoptionRow(**figure.to_dict(), name_ko=name_ko, name_en=name_en)
 
     return AdoptionRead(
         catalogue_version=shipped_catalogue().version,
         agencies=[read(f, agencies[f.agency].name_ko, agencies[f.agency].name_en) for f in figures],
-        total=read(domain.total_adoption(figures), "전체", "All agencies"))
+        total=read(matching.total_adoption(figures), "전체", "All agencies"))
 
 
 # --- import and export -----------------------------------------------------------------------------
@@ -241,7 +243,7 @@ def import_systems(session: Session, *, clock: Clock, actor: audit.Actor, filena
     if migrating:
         raise Conflict(f"replace would delete {', '.join(migrating)}, which have migrations: keep them in the file",
                        field="mode", details=[{"system": code} for code in migrating])
-    flagged = domain.unknown_components([s for s in systems if s.code in values], shipped_catalogue())
+    flagged = matching.unknown_components([s for s in systems if s.code in values], shipped_catalogue())
     report = ImportReport(
         source=filename, mode=mode, dry_run=dry_run, catalogue_version=shipped_catalogue().version,
         systems=len(values), counts=ImportCounts(created=len(created), updated=len(updated),
@@ -278,7 +280,7 @@ def capacity_inputs(session: Session, *, cloud: str,
     """Each onboarded agency's quota and the cloud's free capacity, from what the control plane keeps: no cloud call.
 
     An agency has a quota when it has a tenancy on `cloud` (none: the plan reports `no_quota`). The cloud's figures
-    live in the app's cache (`cached`: ctx.metrics.cloud.snapshot, filled by the periodic refresh and after every
+    live in the app's cache (`cached`: the CloudCollector's snapshot, filled by the periodic refresh and after every
     apply), not in the database: limits and use come from there when it holds the agency, else the limits are the
     tenancy's spec (what an apply sets) with nothing in use. Free capacity is the cached hypervisors' vCPUs and
     memory not given to servers (instances unlimited: hypervisors do not count them); unlimited when no hypervisor
@@ -289,14 +291,19 @@ def capacity_inputs(session: Session, *, cloud: str,
     for tenancy in session.scalars(select(CloudTenancy).where(CloudTenancy.cloud == cloud)):
         figures = {f.resource: f for f in snapshot.quotas.get(tenancy.agency.code, ())}
         spec = {"instances": tenancy.quota_instances, "cores": tenancy.quota_cores, "ram_mb": tenancy.quota_ram_mb}
-        limit = {name: figures[name].limit if name in figures else spec[name] for name in domain.RESOURCE_FIELDS}
-        in_use = {name: figures[name].in_use if name in figures else 0 for name in domain.RESOURCE_FIELDS}
+        limit = {name: figures[name].limit if name in figures else spec[name] for name in planning.RESOURCE_FIELDS}
+        in_use = {name: figures[name].in_use if name in figures else 0 for name in planning.RESOURCE_FIELDS}
         quotas[tenancy.agency.code] = Quota(Resources(**limit), Resources(**in_use))
     hypervisors = snapshot.hypervisors
     if not hypervisors:
         return quotas, Resources(UNLIMITED, UNLIMITED, UNLIMITED)
     return quotas, Resources(UNLIMITED, sum(h.vcpus - h.vcpus_used for h in hypervisors),
                              sum(h.memory_mb - h.memory_mb_used for h in hypervisors))
+
+
+def flavors_of(cached: CloudSnapshot | None) -> tuple[Flavor, ...]:
+    """The flavors plans size servers with: the configured cloud's as last read, else the dev cloud's."""
+    return cached.flavors if cached is not None and cached.flavors else planning.DEVCLOUD_FLAVORS
 
 
 def network_inputs(session: Session, *, cloud: str) -> dict[str, ingress.AgencyNetwork]:
@@ -310,13 +317,14 @@ def network_inputs(session: Session, *, cloud: str) -> dict[str, ingress.AgencyN
 def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: Sequence[Sequence[str]] | None = None,
                quotas: Mapping[str, Quota], cloud_free: Resources,
                networks: Mapping[str, ingress.AgencyNetwork] | None = None,
-               flavors: Sequence[domain.Flavor] = domain.DEVCLOUD_FLAVORS) -> domain.MigrationPlan:
+               flavors: Sequence[Flavor] = planning.DEVCLOUD_FLAVORS,
+               image: str = DEFAULT_IMAGE) -> planning.MigrationPlan:
     """The plan of `codes` (in waves by dependency), of the grouping `waves` (checked), or of every legacy system,
     over every stored system (dependencies and their status) and the shipped catalogue. Problems are findings;
     with the agencies' `networks`, traffic their declared ingress would drop is a warning.
 
-    `flavors` defaults to the dev cloud's: the control plane does not keep the cloud's flavors (the gateway does
-    not read them), and the dev cloud's small/medium/large are the ones the README documents.
+    Servers are sized with `flavors` (the configured cloud's, as last read) and boot from `image`
+    (CP_MIGRATION_IMAGE); the defaults are the dev cloud's.
     """
     if codes is not None and waves is not None:
         raise InvalidInput("give the systems or the waves to plan, not both", field="waves")
@@ -324,9 +332,10 @@ def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: S
     catalogue = shipped_catalogue()
     chosen: tuple[Finding, ...] = ()
     if codes is not None:
-        assignment = domain.plan_waves(systems, catalogue, planned=codes)
+        assignment = planning.plan_waves(systems, catalogue, planned=codes)
         waves, chosen = assignment.waves, assignment.findings
-    plan = domain.plan_migration(systems, catalogue, flavors, quotas=quotas, cloud_free=cloud_free, waves=waves)
+    plan = planning.plan_migration(systems, catalogue, flavors, quotas=quotas, cloud_free=cloud_free, waves=waves,
+                                   image=image)
     # plan_waves leaves out the codes it cannot plan (unknown, migrated): their findings are only in `chosen`.
     extra = tuple(f for f in chosen if f not in plan.findings)
     if extra:
@@ -335,13 +344,14 @@ def build_plan(session: Session, *, codes: Sequence[str] | None = None, waves: S
 
 
 def plan_systems(session: Session, *, viewer: audit.Actor, cloud: str, cached: CloudSnapshot | None,
-                 codes: Sequence[str] | None = None, waves: Sequence[Sequence[str]] | None = None) -> PlanRead:
-    """build_plan with the capacity the control plane last saw; not for a ministry (plans span agencies and show
-    the cloud's free capacity)."""
+                 codes: Sequence[str] | None = None, waves: Sequence[Sequence[str]] | None = None,
+                 image: str = DEFAULT_IMAGE) -> PlanRead:
+    """build_plan with the capacity and flavors the control plane last saw; not for a ministry (plans span agencies
+    and show the cloud's free capacity)."""
     if isinstance(viewer, Principal) and viewer.scoped:
         raise Forbidden("migration plans span agencies and the cloud's capacity: they are for operators and "
                         "auditors; see your agency's systems at /api/v1/systems", field="role")
     quotas, free = capacity_inputs(session, cloud=cloud, cached=cached)
     plan = build_plan(session, codes=codes, waves=waves, quotas=quotas, cloud_free=free,
-                      networks=network_inputs(session, cloud=cloud))
+                      networks=network_inputs(session, cloud=cloud), flavors=flavors_of(cached), image=image)
     return PlanRead(**plan.to_dict(), text=plan.render())

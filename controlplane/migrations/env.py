@@ -9,7 +9,8 @@ import controlplane.auth.models
 import controlplane.automation.models
 import controlplane.cloud.models
 import controlplane.compliance.models
-import controlplane.migration.models  # noqa: F401  (register the tables on Base.metadata)
+import controlplane.inventory.models
+import controlplane.waves.models  # noqa: F401  (register the tables on Base.metadata)
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine
 

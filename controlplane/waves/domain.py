@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controlplane.migration.domain import ROLES, Step, StepError
+from controlplane.inventory.domain import ROLES, StepError
+from controlplane.inventory.planning import Step
 
 
 class State(StrEnum):

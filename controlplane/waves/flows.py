@@ -21,20 +21,32 @@ from controlplane.auth import audit
 from controlplane.automation import flows as job_flows
 from controlplane.automation import service as job_service
 from controlplane.automation.domain import JobStatus
-from controlplane.automation.models import Credential, Job
 from controlplane.automation.schemas import JobHostIn, JobIn
+from controlplane.cloud import flows as cloud_flows
 from controlplane.cloud import service as cloud_service
 from controlplane.cloud.domain import AgencyCredential, ServerInfo, ServerSpec
-from controlplane.cloud.flows import process_identity, secret_box
 from controlplane.context import AppContext
 from controlplane.db import transaction
-from controlplane.errors import AppError, InvalidInput
-from controlplane.migration import domain, inventory, service
-from controlplane.migration.execution import JobSpec, State, inputs_of, owner_tag, step_jobs
-from controlplane.migration.models import AgencySystem, Migration, Rollback, StepRun, Wave
-from controlplane.migration.schemas import WaveIn
+from controlplane.errors import InvalidInput
+from controlplane.inventory import domain as inventory_domain
+from controlplane.inventory import planning
+from controlplane.inventory import service as inventory
+from controlplane.inventory.models import AgencySystem
+from controlplane.processes import process_identity
+from controlplane.secrets import secret_box
+from controlplane.waves import service
+from controlplane.waves.domain import JobSpec, State, inputs_of, owner_tag, step_jobs
+from controlplane.waves.metrics import MigrationMetrics
+from controlplane.waves.models import Migration, Rollback, StepRun, Wave
+from controlplane.waves.schemas import WaveIn
 
 log = logging.getLogger(__name__)
+AGENCY_QUEUE = "cp-migrations"
+MIGRATION_WORKFLOW = "cp.migration"
+ROLLBACK_WORKFLOW = "cp.rollback"
+# The steps that run playbooks: each takes a slot of the playbook queue, which jobs share (CP_PLAYBOOK_CONCURRENCY).
+PLAYBOOK_STEPS = frozenset({planning.Step.CONFIGURE.value, planning.Step.MOVE_DATA.value, planning.Step.VERIFY.value,
+                            planning.Step.CUTOVER.value})
 WAIT_SECONDS = 1.0  # how often a migration waiting for its dependencies' cutover looks again
 JOB_TIMEOUT_SECONDS = 3600
 
@@ -68,11 +80,14 @@ class Decision:
 # --------------------------------------------------------------------------- the workflow's decisions
 
 
-def decide(ctx: AppContext, migration_id: str) -> Decision:
-    """What the migration's workflow does next, from its row: the next step, a wait, or the end."""
+def decide(ctx: AppContext, migration_id: str, *, attempt: str | None = None) -> Decision:
+    """What the migration's workflow does next, from its row: the next step, a wait, or the end. The workflow of
+    `attempt` ends when the migration has moved on to another attempt (a retry made while it was finishing)."""
     with transaction(ctx.sessions) as session:
         migration = _migration(session, migration_id)
         state = State(migration.state)
+        if attempt is not None and migration.workflow_id != attempt:
+            return Decision("end", outcome="superseded")
         if migration.control == "cancel":
             migration.control = None
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.CANCELED,
@@ -91,7 +106,7 @@ def decide(ctx: AppContext, migration_id: str) -> Decision:
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.SUCCEEDED,
                               message=f"{migration.system.code} migrated")
             return Decision("end", outcome=State.SUCCEEDED.value)
-        if step == domain.Step.CUTOVER.value:
+        if step == planning.Step.CUTOVER.value:
             if migration.approved_at is None:
                 migration.step = step
                 service.set_state(session, clock=ctx.clock, migration=migration, state=State.AWAITING_APPROVAL,
@@ -111,8 +126,8 @@ def decide(ctx: AppContext, migration_id: str) -> Decision:
 
 
 def _next(migration: Migration) -> str | None:
-    steps = [domain.Step(s) for s in migration.plan["steps"]]
-    step = domain.next_step(migration.steps_done, steps=steps)
+    steps = [planning.Step(s) for s in migration.plan["steps"]]
+    step = planning.next_step(migration.steps_done, steps=steps)
     return step.value if step else None
 
 
@@ -121,7 +136,7 @@ def _dependencies_not_cut_over(session: Session, migration: Migration) -> list[s
         return []
     others = {m.system.code: m for m in migration.wave.migrations}
     return [code for code in migration.depends_on
-            if code in others and domain.Step.CUTOVER.value not in others[code].steps_done]
+            if code in others and planning.Step.CUTOVER.value not in others[code].steps_done]
 
 
 def _migration(session: Session, migration_id: str) -> Migration:
@@ -141,8 +156,11 @@ def run_step(ctx: AppContext, migration_id: str, step: str) -> str:
         migration = _migration(session, migration_id)
         if step in migration.steps_done:
             return "succeeded"
+        cut_short = running_job(session, migration_id=migration_id)
         service.interrupt_runs(session, clock=ctx.clock, migration=migration)
         run_id = service.start_step(session, clock=ctx.clock, migration=migration, step=step).id
+    if cut_short is not None:  # the job of this step's run a crash stopped
+        job_flows.interrupt(ctx, job_id=cut_short)
     started = time.monotonic()
     outcome, error, detail = "succeeded", "", {}
     try:
@@ -169,7 +187,7 @@ def run_step(ctx: AppContext, migration_id: str, step: str) -> str:
         else:
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.FAILED, step=step,
                               error=error, message=f"{step} failed: {error}")
-    ctx.metrics.migrations.step_finished(step, outcome, time.monotonic() - started)
+    ctx.metrics.of(MigrationMetrics).step_finished(step, outcome, time.monotonic() - started)
     return outcome
 
 
@@ -191,11 +209,11 @@ class _Facts:
 def _facts(ctx: AppContext, migration_id: str) -> _Facts:
     with transaction(ctx.sessions) as session:
         m = _migration(session, migration_id)
-        credential = session.get(Credential, m.wave.credential_id)
+        credential = job_service.credential_name(session, credential_id=m.wave.credential_id)
         return _Facts(system=m.system.code, agency=m.agency.code, agency_id=m.agency_id, plan=m.plan,
                       inputs=inputs_of(m.legacy), resources=dict(m.resources),
-                      credential=credential.name if credential else "", cloud=m.wave.cloud,
-                      secret=secret_box(ctx).open(m.secrets_sealed) if m.secrets_sealed else "")
+                      credential=credential, cloud=m.wave.cloud,
+                      secret=secret_box(ctx.settings).open(m.secrets_sealed) if m.secrets_sealed else "")
 
 
 def _note(ctx: AppContext, migration_id: str, run_id: int, **detail: Any) -> None:
@@ -223,7 +241,7 @@ def _run_jobs(ctx: AppContext, migration_id: str, run_id: int, specs: tuple[JobS
                 raise StepCanceled("canceled before its job started")
             try:
                 job = job_service.request_job(session, clock=ctx.clock, actor=f"migration:{facts.system}",
-                                              box=secret_box(ctx), data=data, runner=process_identity(),
+                                              box=secret_box(ctx.settings), data=data, runner=process_identity(),
                                               artifacts=ctx.settings.effective_artifacts_dir)
             except InvalidInput as exc:  # e.g. an artifact removed since the wave was made
                 raise StepFailed(f"{spec.what}: {exc.message}") from None
@@ -251,8 +269,7 @@ def running_job(session: Session, *, migration_id: str) -> str | None:
     jobs = (run.detail or {}).get("jobs", []) if run else []
     if not jobs:
         return None
-    job = session.get(Job, jobs[-1])
-    return job.id if job is not None and job.status in ("pending", "running") else None
+    return jobs[-1] if job_service.status_of(session, job_id=jobs[-1]) in job_service.ACTIVE else None
 
 
 # --------------------------------------------------------------------------- the steps
@@ -265,7 +282,7 @@ def agency_cloud(ctx: AppContext, *, agency_id: int, cloud: str) -> Iterator[tup
         tenancy = cloud_service.find_tenancy(session, agency_id=agency_id, cloud=cloud)
         if tenancy is None:
             raise StepFailed(f"the agency is not onboarded on cloud {cloud}: apply its cloud spec first")
-        credential: AgencyCredential | None = cloud_service.agency_credential(tenancy, box=secret_box(ctx))
+        credential: AgencyCredential | None = cloud_service.agency_credential(tenancy, box=secret_box(ctx.settings))
         spec = cloud_service.spec_of(tenancy)
     if credential is None:
         raise StepFailed(f"the agency's project on {cloud} is not applied yet (no service user): apply it first")
@@ -302,7 +319,7 @@ def precheck(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
     short = []
     for resource, need in wanted.items():
         figure = figures.get("ram" if resource == "ram_mb" else resource)
-        if figure is not None and figure.limit != domain.UNLIMITED and figure.in_use + need > figure.limit:
+        if figure is not None and figure.limit != inventory_domain.UNLIMITED and figure.in_use + need > figure.limit:
             short.append(f"{resource}: {figure.in_use} in use + {need} needed > {figure.limit}")
     if short:
         raise StepFailed(f"{facts.agency}'s quota has no room for the servers: {'; '.join(short)}")
@@ -328,7 +345,7 @@ def provision(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]
     return {"servers": made}
 
 
-def _jobs_step(step: domain.Step) -> Callable[[AppContext, str, int], dict[str, Any]]:
+def _jobs_step(step: planning.Step) -> Callable[[AppContext, str, int], dict[str, Any]]:
     def run(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
         facts = _facts(ctx, migration_id)
         specs = step_jobs(step, facts.plan, facts.resources, facts.inputs)
@@ -341,7 +358,7 @@ def _jobs_step(step: domain.Step) -> Callable[[AppContext, str, int], dict[str, 
 
 def cutover(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
     facts = _facts(ctx, migration_id)
-    specs = step_jobs(domain.Step.CUTOVER, facts.plan, facts.resources, facts.inputs)
+    specs = step_jobs(planning.Step.CUTOVER, facts.plan, facts.resources, facts.inputs)
     if not specs:
         return {"note": "no front to switch: the system's clients reach its new servers directly"}
     return _run_jobs(ctx, migration_id, run_id, specs, facts)
@@ -353,20 +370,20 @@ def retire(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
         migration = _migration(session, migration_id)
         system = session.get(AgencySystem, migration.system_id)
         assert system is not None
-        system.status = domain.SystemStatus.MIGRATED.value
+        system.status = inventory_domain.SystemStatus.MIGRATED.value
         system.updated_at = ctx.clock.now()
         legacy = migration.legacy.get("legacy_upstreams") or []
-    return {"inventory_status": domain.SystemStatus.MIGRATED.value, "legacy_released": legacy}
+    return {"inventory_status": inventory_domain.SystemStatus.MIGRATED.value, "legacy_released": legacy}
 
 
 STEPS: dict[str, Callable[[AppContext, str, int], dict[str, Any]]] = {
-    domain.Step.PRECHECK.value: precheck,
-    domain.Step.PROVISION.value: provision,
-    domain.Step.CONFIGURE.value: _jobs_step(domain.Step.CONFIGURE),
-    domain.Step.MOVE_DATA.value: _jobs_step(domain.Step.MOVE_DATA),
-    domain.Step.VERIFY.value: _jobs_step(domain.Step.VERIFY),
-    domain.Step.CUTOVER.value: cutover,
-    domain.Step.RETIRE.value: retire,
+    planning.Step.PRECHECK.value: precheck,
+    planning.Step.PROVISION.value: provision,
+    planning.Step.CONFIGURE.value: _jobs_step(planning.Step.CONFIGURE),
+    planning.Step.MOVE_DATA.value: _jobs_step(planning.Step.MOVE_DATA),
+    planning.Step.VERIFY.value: _jobs_step(planning.Step.VERIFY),
+    planning.Step.CUTOVER.value: cutover,
+    planning.Step.RETIRE.value: retire,
 }
 
 
@@ -380,9 +397,12 @@ def undo_step(ctx: AppContext, rollback_id: str, step: str) -> str:
         if step in rollback.steps_done:
             return "succeeded"
         migration = _migration(session, rollback.migration_id)
+        cut_short = running_job(session, migration_id=migration.id)
         service.interrupt_runs(session, clock=ctx.clock, migration=migration)
         run_id = service.start_step(session, clock=ctx.clock, migration=migration, step=step, rollback=rollback).id
         migration_id = migration.id
+    if cut_short is not None:
+        job_flows.interrupt(ctx, job_id=cut_short)
     outcome, error, detail = "succeeded", "", {}
     try:
         detail = UNDO[step](ctx, migration_id, run_id)
@@ -453,7 +473,7 @@ def _known_server_ids(session: Session, migration: Migration) -> list[str]:
     """Every server id the migration ever recorded (provision's detail too: a crash may have lost the row's)."""
     ids = {r["id"] for r in migration.resources.values()}
     for run in session.scalars(select(StepRun).where(StepRun.migration_id == migration.id,
-                                                     StepRun.step == domain.Step.PROVISION.value)):
+                                                     StepRun.step == planning.Step.PROVISION.value)):
         ids |= {s["id"] for s in (run.detail or {}).get("servers", {}).values()}
     return sorted(ids)
 
@@ -472,7 +492,7 @@ def _describe(left: dict[str, list[str]]) -> str:
 
 def undo_cutover(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
     facts = _facts(ctx, migration_id)
-    specs = step_jobs(domain.Step.CUTOVER, facts.plan, facts.resources, facts.inputs, rollback=True)
+    specs = step_jobs(planning.Step.CUTOVER, facts.plan, facts.resources, facts.inputs, rollback=True)
     if not specs:
         return {"note": "no front was switched"}
     return _run_jobs(ctx, migration_id, run_id, specs, facts)
@@ -502,9 +522,9 @@ def undo_provision(ctx: AppContext, migration_id: str, run_id: int) -> dict[str,
 
 
 UNDO: dict[str, Callable[[AppContext, str, int], dict[str, Any]]] = {
-    domain.Step.CUTOVER.value: undo_cutover,
-    domain.Step.MOVE_DATA.value: undo_move_data,
-    domain.Step.PROVISION.value: undo_provision,
+    planning.Step.CUTOVER.value: undo_cutover,
+    planning.Step.MOVE_DATA.value: undo_move_data,
+    planning.Step.PROVISION.value: undo_provision,
 }
 
 
@@ -537,21 +557,10 @@ def agency_of(ctx: AppContext, migration_id: str) -> str:
 
 def count_states(ctx: AppContext) -> None:
     with transaction(ctx.sessions) as session:
-        ctx.metrics.migrations.count(session)
+        ctx.metrics.of(MigrationMetrics).count(session)
 
 
 # --------------------------------------------------------------------------- requests (the API and the CLI)
-
-
-def engine(ctx: AppContext) -> Any:
-    if ctx.workflows is None:
-        raise WorkflowsOff("the migration engine is not running in this process (CP_WORKFLOWS=false)")
-    return ctx.workflows
-
-
-class WorkflowsOff(AppError):
-    status_code = 503
-    code = "workflows_unavailable"
 
 
 def create_wave(session: Session, *, ctx: AppContext, actor: audit.Actor, data: WaveIn) -> Wave:
@@ -563,32 +572,34 @@ def create_wave(session: Session, *, ctx: AppContext, actor: audit.Actor, data: 
         raise InvalidInput(f"{unknown[0]} is not in the inventory", field="systems",
                            details=[{"field": "systems", "system": c, "message": "not in the inventory"}
                                     for c in unknown])
-    quotas, cloud_free = inventory.capacity_inputs(session, cloud=ctx.settings.cloud,
-                                                   cached=ctx.metrics.cloud.snapshot)
+    cached = cloud_flows.cached_figures(ctx)
+    quotas, cloud_free = inventory.capacity_inputs(session, cloud=ctx.settings.cloud, cached=cached)
     try:
         plan = inventory.build_plan(session, waves=[data.systems], quotas=quotas, cloud_free=cloud_free,
-                                    networks=inventory.network_inputs(session, cloud=ctx.settings.cloud))
-    except domain.DependencyCycleError as exc:
+                                    networks=inventory.network_inputs(session, cloud=ctx.settings.cloud),
+                                    flavors=inventory.flavors_of(cached), image=ctx.settings.migration_image)
+    except inventory_domain.DependencyCycleError as exc:
         raise InvalidInput(str(exc), field="systems") from None
     cidrs = {t.agency.code: t.cidr for t in cloud_service.list_tenancies(session, viewer=actor,
                                                                          cloud=ctx.settings.cloud)}
-    return service.create_wave(session, clock=ctx.clock, actor=actor, box=secret_box(ctx), data=data, plan=plan,
-                               cloud=ctx.settings.cloud, network_cidrs=cidrs,
+    return service.create_wave(session, clock=ctx.clock, actor=actor, box=secret_box(ctx.settings), data=data,
+                               plan=plan, cloud=ctx.settings.cloud, network_cidrs=cidrs,
                                artifacts=ctx.settings.effective_artifacts_dir)
 
 
 def submit(ctx: AppContext, migrations: list[tuple[str, str, str]]) -> None:
     """Hand committed attempts to the engine: (migration id, workflow id, agency code) each."""
-    workflows = engine(ctx)
+    workflows = ctx.durable("migrations")
     for migration_id, workflow_id, agency in migrations:
-        workflows.submit(workflow_id=workflow_id, agency=agency, migration_id=migration_id)
+        workflows.enqueue(AGENCY_QUEUE, MIGRATION_WORKFLOW, migration_id, workflow_id=workflow_id, partition=agency)
 
 
 def submit_rollback(ctx: AppContext, *, rollback_id: str, workflow_id: str, agency: str) -> None:
-    engine(ctx).submit(workflow_id=workflow_id, agency=agency, rollback_id=rollback_id)
+    ctx.durable("migrations").enqueue(AGENCY_QUEUE, ROLLBACK_WORKFLOW, rollback_id, workflow_id=workflow_id,
+                                      partition=agency)
 
 
-def resume_interrupted(ctx: AppContext) -> int:
+def resume_unqueued(ctx: AppContext) -> int:
     """At start, after DBOS has recovered its own workflows: submit again any queued attempt whose workflow
     never reached DBOS (the process died between the commit and the enqueue). The same id is a no-op."""
     with transaction(ctx.sessions) as session:
@@ -597,12 +608,14 @@ def resume_interrupted(ctx: AppContext) -> int:
         pending = []
         for mid, wid, agency, state in rows:
             undo = service.current_rollback(session, migration_id=mid) if state == State.ROLLING_BACK.value else None
-            pending.append((mid, wid, agency, state, undo.id if undo else None))
-    workflows = engine(ctx)
-    for migration_id, workflow_id, agency, state, rollback_id in pending:
+            pending.append((mid, wid, agency, undo.id if undo else None))
+    workflows = ctx.durable("migrations")
+    for migration_id, workflow_id, agency, rollback_id in pending:
         if workflow_id and workflows.status(workflow_id) is None:
             log.warning("migration %s: its workflow %s was never enqueued; enqueuing it now", migration_id,
                         workflow_id)
-            workflows.submit(workflow_id=workflow_id, agency=agency, migration_id=migration_id,
-                             rollback_id=rollback_id if state == State.ROLLING_BACK.value else None)
+            if rollback_id is not None:
+                submit_rollback(ctx, rollback_id=rollback_id, workflow_id=workflow_id, agency=agency)
+            else:
+                submit(ctx, [(migration_id, workflow_id, agency)])
     return len(pending)

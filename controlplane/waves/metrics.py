@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlplane.migration.execution import State
-from controlplane.migration.models import Migration
+from controlplane.waves.domain import State
+from controlplane.waves.models import Migration
 
 
 class MigrationMetrics:

@@ -4,14 +4,10 @@ Server-Sent Events)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
@@ -19,23 +15,22 @@ from controlplane.automation import flows as job_flows
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import InvalidInput
+from controlplane.event_stream import BATCH, event_stream
 from controlplane.http_api import MAX_ID, After, RowId, errors
-from controlplane.migration import flows, service
-from controlplane.migration.execution import Control, State, refusal
-from controlplane.migration.models import Migration
-from controlplane.migration.schemas import Accepted, EventRead, MigrationRead, RetryIn, WaveIn, WaveRead
+from controlplane.waves import flows, service
+from controlplane.waves.domain import Control, State, refusal
+from controlplane.waves.models import Migration
+from controlplane.waves.schemas import Accepted, EventRead, MigrationRead, RetryIn, WaveIn, WaveRead
 
 Reader = Annotated[Principal, Depends(require(Permission.MIGRATION_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.MIGRATION_WRITE))]
 Approver = Annotated[Principal, Depends(require(Permission.MIGRATION_APPROVE))]
 
 router = APIRouter(prefix="/api/v1", tags=["migrations"])
-STREAM_POLL_SECONDS = 0.5
-STREAM_KEEPALIVE_SECONDS = 15.0
 _WAVE_CONTROLS = (Control.PAUSE, Control.RESUME, Control.CANCEL)
 _QUEUEING = (Control.RUN, Control.RESUME, Control.RETRY, Control.APPROVE)
 CONTROLS = errors(409, 503, s409="the state does not accept this control (`control_refused` says what it accepts)",
-                  s503="the migration engine does not run in this process")
+                  s503="the durable engine does not run in this process")
 
 
 @router.post("/waves", response_model=WaveRead, status_code=201,
@@ -64,7 +59,7 @@ def get_wave(*, wave_id: RowId, principal: Reader, session: DbSession) -> WaveRe
              responses=CONTROLS)
 def run_wave(*, wave_id: RowId, background: BackgroundTasks, principal: Writer, session: DbSession,
              ctx: Ctx) -> WaveRead:
-    flows.engine(ctx)
+    ctx.durable("migrations")
     wave = service.get_wave(session, viewer=principal, wave_id=wave_id)
     queued = service.run_wave(session, clock=ctx.clock, actor=principal, wave=wave)
     background.add_task(flows.submit, ctx, [_attempt(m) for m in queued])
@@ -118,7 +113,7 @@ def retry(*, migration_id: str, background: BackgroundTasks, principal: Writer, 
              responses=CONTROLS)
 def rollback(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession,
              ctx: Ctx) -> Accepted:
-    flows.engine(ctx)
+    ctx.durable("migrations")
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
     undo = service.request_rollback(session, clock=ctx.clock, actor=principal, migration=migration)
     background.add_task(flows.submit_rollback, ctx, rollback_id=undo.id, workflow_id=undo.workflow_id,
@@ -145,7 +140,7 @@ def _attempt(migration: Migration) -> tuple[str, str, str]:
 def _apply(session: DbSession, ctx: AppContext, principal: Principal, migration: Migration, control: Control,
            from_step: str | None, background: BackgroundTasks) -> Accepted:
     if control in _QUEUEING:
-        flows.engine(ctx)
+        ctx.durable("migrations")
     message = service.request_control(session, clock=ctx.clock, actor=principal, migration=migration,
                                       control=control, from_step=from_step)
     if control in _QUEUEING:
@@ -169,42 +164,19 @@ def wave_events(*, wave_id: RowId, principal: Reader, session: DbSession, after:
 @router.get("/waves/{wave_id}/events/stream", response_class=StreamingResponse,
             summary="The wave's events as Server-Sent Events (`wave-event`; `end` once nothing runs)",
             responses={200: {"content": {"text/event-stream": {}}}})
-def stream_wave_events(*, wave_id: RowId, request: Request, principal: Reader, session: DbSession, ctx: Ctx,
-                       after: After = 0,
-                       last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> StreamingResponse:
+def stream_wave_events(*, wave_id: RowId, principal: Reader, session: DbSession, ctx: Ctx, after: After = 0,
+                       last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> Response:
     service.get_wave(session, viewer=principal, wave_id=wave_id)  # 404 before the stream starts
-    return wave_event_stream(ctx, request, principal, wave_id, last_event_id if last_event_id is not None else after)
+    return wave_event_stream(ctx, principal, wave_id, last_event_id if last_event_id is not None else after)
 
 
-def wave_event_stream(ctx: AppContext, request: Request, viewer: Principal, wave_id: int,
-                      after: int) -> StreamingResponse:
+def wave_event_stream(ctx: AppContext, viewer: Principal, wave_id: int, after: int) -> Response:
     """SSE of a wave's events from `after` on, until nothing of it runs (also the wave page's)."""
-    return StreamingResponse(_events(ctx, request, viewer, wave_id, after), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-async def _events(ctx: AppContext, request: Request, viewer: Principal, wave_id: int,
-                  after: int) -> AsyncIterator[str]:
     def read(last: int) -> tuple[list[EventRead], str]:
         with transaction(ctx.sessions) as session:
             wave = service.get_wave(session, viewer=viewer, wave_id=wave_id)
-            return service.events(session, viewer=viewer, wave=wave, after=last, limit=500), wave.state
+            return service.events(session, viewer=viewer, wave=wave, after=last, limit=BATCH), wave.state
 
-    loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
-    yield "retry: 2000\n\n"
-    while not await request.is_disconnected():
-        batch, state = await run_in_threadpool(read, after)
-        for event in batch:
-            after = event.id
-            yield f"id: {event.id}\nevent: wave-event\ndata: {event.model_dump_json()}\n\n"
-        if batch:
-            quiet_since = loop.time()
-            continue
-        if state not in (State.PENDING.value, State.RUNNING.value):
-            yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
-            return
-        if loop.time() - quiet_since > STREAM_KEEPALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            quiet_since = loop.time()
-        await asyncio.sleep(STREAM_POLL_SECONDS)
+    return event_stream(read, after=after, event="wave-event", cursor=lambda event: event.id,
+                        finished=lambda state: state not in (State.PENDING.value, State.RUNNING.value),
+                        end=lambda state: {"state": state})

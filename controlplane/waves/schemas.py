@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.automation.schemas import NAME_PATTERN
 from controlplane.inputs import Input
-from controlplane.migration.execution import State
+from controlplane.waves.domain import State
 
 _HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _UPSTREAM = r"^[A-Za-z0-9.:\[\]-]+:\d{1,5}( (backup|down|weight=\d+))*$"

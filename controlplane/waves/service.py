@@ -17,18 +17,13 @@ from controlplane.auth.roles import Principal
 from controlplane.automation.service import get_credential, variables_problems
 from controlplane.clock import Clock
 from controlplane.errors import Conflict, InvalidInput, NotFound
-from controlplane.migration import domain
-from controlplane.migration.execution import Control, State, inputs_of, missing_inputs, refusal, retry_from
-from controlplane.migration.models import AgencySystem, Migration, MigrationEvent, Rollback, StepRun, Wave
-from controlplane.migration.schemas import (
-    EventRead,
-    MigrationRead,
-    RollbackRead,
-    StepRunRead,
-    WaveIn,
-    WaveRead,
-)
+from controlplane.inventory import domain as inventory_domain
+from controlplane.inventory import planning
+from controlplane.inventory.models import AgencySystem
 from controlplane.secrets import SecretBox
+from controlplane.waves.domain import Control, State, inputs_of, missing_inputs, refusal, retry_from
+from controlplane.waves.models import Migration, MigrationEvent, Rollback, StepRun, Wave
+from controlplane.waves.schemas import EventRead, MigrationRead, RollbackRead, StepRunRead, WaveIn, WaveRead
 
 SECRET_NAME = "postgresql_db_owner_password"
 
@@ -45,7 +40,7 @@ def _actor_name(actor: audit.Actor) -> str:
 
 
 def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, data: WaveIn,
-                plan: domain.MigrationPlan, cloud: str, network_cidrs: dict[str, str], artifacts: Path) -> Wave:
+                plan: planning.MigrationPlan, cloud: str, network_cidrs: dict[str, str], artifacts: Path) -> Wave:
     """A draft wave with one pending migration per system of `plan` (which must be clean), all or nothing. Its
     inputs pass the rules of jobs (variable names, files only from the `artifacts` directory) before anything is
     made."""
@@ -223,12 +218,12 @@ def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migra
         migration.approved_by, migration.approved_at = _actor_name(actor), clock.now()
         message = f"cutover of {name} approved by {migration.approved_by}"
         add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id, system=name,
-                  kind="approval", step=domain.Step.CUTOVER.value, state=migration.state, message=message)
+                  kind="approval", step=planning.Step.CUTOVER.value, state=migration.state, message=message)
         queue(session, clock=clock, migration=migration)
     elif control is Control.RETRY:
         try:
             migration.steps_done = retry_from(migration.plan["steps"], migration.steps_done, from_step)
-        except domain.StepError as exc:
+        except inventory_domain.StepError as exc:
             raise InvalidInput(str(exc), field=exc.field) from None
         start = migration.plan["steps"][len(migration.steps_done)]
         message = f"{name} retried from {start}"
@@ -272,13 +267,13 @@ def request_rollback(session: Session, *, clock: Clock, actor: audit.Actor, migr
     if failed is not None and failed not in steps[len(migration.steps_done):len(migration.steps_done) + 1]:
         failed = None
     try:
-        undo = domain.rollback_steps(migration.steps_done, failed=failed,
-                                     steps=[domain.Step(s) for s in steps])
-    except domain.StepError as exc:
+        undo = planning.rollback_steps(migration.steps_done, failed=failed,
+                                     steps=[planning.Step(s) for s in steps])
+    except inventory_domain.StepError as exc:
         raise ControlRefused(f"{migration.system.code}: {exc}", field="state") from None
     # Servers may exist although provision never finished (it failed or was cut short): undo it anyway.
-    if domain.Step.PROVISION not in undo and migration.resources:
-        undo = (*undo, domain.Step.PROVISION)
+    if planning.Step.PROVISION not in undo and migration.resources:
+        undo = (*undo, planning.Step.PROVISION)
     rollback = Rollback(id=str(uuid.uuid4()), migration_id=migration.id, state=State.RUNNING.value,
                         steps=[s.value for s in undo], steps_done=[], leftovers={}, error="",
                         workflow_id="", requested_by=_actor_name(actor), created_at=clock.now())

@@ -25,11 +25,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.app import create_app
-from controlplane.automation.domain import CheckResult, JobEvent, job_outcome
-from controlplane.automation.runner import PlaybookJob, RunResult
-from controlplane.automation.verify import CheckRun, VerificationError
+from controlplane.automation.domain import (
+    CheckResult,
+    CheckRun,
+    JobEvent,
+    PlaybookJob,
+    RunResult,
+    VerificationError,
+    job_outcome,
+)
 from controlplane.clock import FixedClock
 from controlplane.config import Settings
+from tests.engine import engine_settings
 
 
 class FakeRunner:
@@ -110,14 +117,17 @@ class Automation:
 
 
 @pytest.fixture
-def automation(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session]) -> Iterator[Automation]:
+def automation(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session],
+               tmp_path: Path) -> Iterator[Automation]:
     runner, checks = FakeRunner(), FakeChecks()
-    app = create_app(settings, clock=clock, playbook_runner=runner, check_runner=checks)
-    with TestClient(app) as client:
-        def wait() -> None:
-            assert app.state.ctx.automation.executor.wait(timeout=20), "jobs did not finish"
+    # Two playbook runs at once (CP_PLAYBOOK_CONCURRENCY): the tests fill the queue to see a job wait.
+    with engine_settings(settings.model_copy(update={"playbook_concurrency": 2}), tmp_path) as with_engine:
+        app = create_app(with_engine, clock=clock, playbook_runner=runner, check_runner=checks)
+        with TestClient(app) as client:
+            def wait() -> None:
+                assert app.state.ctx.workflows.wait_idle(timeout=20), "jobs did not finish"
 
-        yield Automation(client, runner, checks, sessions, wait)
+            yield Automation(client, runner, checks, sessions, wait)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ import socket
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,13 +30,18 @@ from typer.testing import CliRunner
 
 from controlplane.app import create_app
 from controlplane.auth.models import AuditEntry
+from controlplane.clock import FixedClock
 from controlplane.cloud import domain, flows, service
 from controlplane.cloud.errors import CloudUnavailable, QuotaExceeded
+from controlplane.cloud.metrics import CloudCollector
 from controlplane.cloud.models import CloudOperation, CloudTenancy
 from controlplane.cloud.schemas import OnboardingSpecIn
-from controlplane.context import OperationExecutor
+from controlplane.config import Settings
 from controlplane.db import Base, transaction
+from controlplane.inventory.planning import DEVCLOUD_FLAVORS
+from controlplane.processes import process_identity, runner_alive
 from controlplane.secrets import SecretBox
+from tests.engine import engine_settings
 
 API = "/api/v1/cloud"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
@@ -57,6 +64,7 @@ class FakeCloud:
         self.servers: list[domain.ServerInfo] = []
         self.hypervisor_list = [domain.HypervisorCapacity(name="hv-1", vcpus=16, vcpus_used=4, memory_mb=32768,
                                                           memory_mb_used=8192, running_vms=2)]
+        self.flavor_list = list(DEVCLOUD_FLAVORS)
         self.unavailable = False
         self.fail_apply: Exception | None = None
         self.plan_error: Exception | None = None
@@ -163,11 +171,24 @@ class FakeCloud:
         self._reach()
         return list(self.hypervisor_list)
 
+    def flavors(self) -> list[domain.Flavor]:
+        self._reach()
+        return list(self.flavor_list)
+
     def close(self) -> None:
         self.closed += 1
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------------
+
+@pytest.fixture
+def client(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session],
+           tmp_path: Path) -> Iterator[TestClient]:
+    """The app with its durable engine (applies run on it), on an emptied database."""
+    with engine_settings(settings, tmp_path) as with_engine, \
+            TestClient(create_app(with_engine, clock=clock)) as test_client:
+        yield test_client
+
 
 @pytest.fixture
 def fake(client: TestClient) -> FakeCloud:
@@ -207,7 +228,7 @@ def _put(client, headers, code: str = "MOIS", spec: dict | None = None, status: 
 
 
 def _wait(client: TestClient) -> None:
-    assert client.app.state.ctx.operations.wait(timeout=15), "cloud operations did not finish"
+    assert client.app.state.ctx.workflows.wait_idle(timeout=15), "cloud operations did not finish"
 
 
 def _apply(client, headers, code: str = "MOIS") -> dict:
@@ -459,28 +480,42 @@ def test_an_unreachable_cloud_is_503_cloud_unavailable_but_cached_views_work(cli
     assert op["status"] == "failed" and op["error"]["code"] == "cloud_unavailable"
 
 
-def test_a_full_executor_refuses_with_503_and_records_nothing(client, admin, sessions):
-    _put(client, admin)
-    ctx = client.app.state.ctx
-    ctx.operations.shutdown(grace=0)
-    ctx.operations = OperationExecutor(workers=1, max_pending=0)
-    _error(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 503, code="busy")
+def test_without_the_durable_engine_an_apply_is_refused_with_503_and_nothing_is_recorded(
+        settings, clock, sessions, catalogue, login):
+    with TestClient(create_app(settings.model_copy(update={"workflows": False}), clock=clock)) as plain:
+        plain.app.state.ctx.cloud.inject(FakeCloud())
+        admin = login("admin1", "admin")
+        _put(plain, admin)
+        body = _error(plain.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 503, code="busy")
+        assert "durable engine is not running" in body["message"]
     with transaction(sessions) as s:
         assert s.scalars(select(CloudOperation)).all() == []
 
 
-def test_operation_executor_is_bounded_and_drops_queued_work_at_shutdown():
-    executor = OperationExecutor(workers=1, max_pending=2)
-    gate, ran = threading.Event(), []
-    assert executor.submit("a", lambda: (gate.wait(10), ran.append("a")))
-    assert executor.submit("b", lambda: ran.append("b"))
-    assert not executor.accepting and not executor.submit("c", lambda: ran.append("c"))
-    threading.Timer(0.2, gate.set).start()
-    assert executor.shutdown(grace=5) == ["b"]
-    assert ran == ["a"] and not executor.submit("d", lambda: None)
-
-
 # --- operations left behind ------------------------------------------------------------------------
+
+def test_an_apply_a_stop_cut_short_runs_again_and_one_never_queued_is_queued_at_start(
+        settings, clock, sessions, catalogue, tmp_path):
+    with transaction(sessions) as s:
+        tenancy, _ = service.put_spec(s, clock=clock, actor="test", cloud="devcloud", code="MOIS",
+                                      data=OnboardingSpecIn.model_validate(SPEC))
+        for name, status in (("cut-short", "running"), ("never-queued", "queued")):
+            s.add(CloudOperation(id=name, kind="onboarding_apply", agency_id=tenancy.agency_id, cloud="devcloud",
+                                 status=status, requested_by="test", runner="gone:1:1", created_at=clock.now()))
+    fake = FakeCloud()
+    with engine_settings(settings, tmp_path) as with_engine, \
+            TestClient(create_app(with_engine, clock=clock, cloud_gateway=fake)) as restarted:
+        ctx = restarted.app.state.ctx
+        # The engine recovers workflows it ran itself; here the row of a run cut short is handed to it as the
+        # recovered workflow would be: the step finds it running and takes it again.
+        ctx.workflows.enqueue(flows.APPLY_QUEUE, flows.APPLY_WORKFLOW, "cut-short",
+                              workflow_id="cloud-apply-cut-short", partition="MOIS")
+        assert ctx.workflows.wait_idle(timeout=20)
+    with transaction(sessions) as s:
+        ops = {op.id: op for op in s.scalars(select(CloudOperation))}
+        assert ops["never-queued"].status == "succeeded", ops["never-queued"].error
+        assert ops["cut-short"].status == "succeeded", ops["cut-short"].error
+
 
 def _dead_pid() -> int:
     process = subprocess.Popen(["true"])
@@ -488,45 +523,13 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def test_operations_of_a_dead_process_are_failed_as_interrupted_at_start(settings, clock, sessions, catalogue):
-    with transaction(sessions) as s:
-        tenancy, _ = service.put_spec(s, clock=clock, actor="test", cloud="devcloud", code="MOIS",
-                                      data=OnboardingSpecIn.model_validate(SPEC))
-        runners = {"dead": f"{socket.gethostname()}:{_dead_pid()}:1", "elsewhere": "another-host:1:1",
-                   "alive": flows.process_identity()}
-        for name, runner in runners.items():
-            s.add(CloudOperation(id=name, kind="onboarding_apply", agency_id=tenancy.agency_id, cloud="devcloud",
-                                 status="running", requested_by="test", runner=runner, created_at=clock.now()))
-    with TestClient(create_app(settings, clock=clock)):
-        pass
-    with transaction(sessions) as s:
-        ops = {op.id: op for op in s.scalars(select(CloudOperation))}
-        assert (ops["dead"].status, ops["dead"].error_code) == ("failed", "interrupted")
-        assert "interrupted" in ops["dead"].error and ops["dead"].finished_at is not None
-        assert ops["elsewhere"].status == ops["alive"].status == "running"
-        audit = s.scalars(select(AuditEntry).where(AuditEntry.action == "apply_failed")).all()
-        assert [(e.actor, e.after["operation_id"]) for e in audit] == [("system", "dead")]
-
-
-def test_an_apply_left_running_by_a_dead_process_does_not_block_the_next(client, admin, sessions, clock):
-    _put(client, admin)
-    first = _apply(client, admin)
-    with transaction(sessions) as s:
-        op = s.get(CloudOperation, first["id"])
-        op.status, op.finished_at, op.runner = "running", None, f"{socket.gethostname()}:{_dead_pid()}:1"
-    second = _apply(client, admin)
-    assert second["status"] == "succeeded"
-    gone = client.get(f"{API}/operations/{first['id']}", headers=admin).json()
-    assert gone["status"] == "failed" and gone["error"]["code"] == "interrupted"
-
-
 def test_runner_liveness():
-    assert flows.runner_alive(flows.process_identity())
-    assert not flows.runner_alive(None) and not flows.runner_alive("")
-    assert not flows.runner_alive(f"{socket.gethostname()}:{_dead_pid()}:1")
-    pid = flows.process_identity().split(":")[1]
-    assert not flows.runner_alive(f"{socket.gethostname()}:{pid}:999999999")  # same pid, another process
-    assert flows.runner_alive("other-host:1:1")
+    assert runner_alive(process_identity())
+    assert not runner_alive(None) and not runner_alive("")
+    assert not runner_alive(f"{socket.gethostname()}:{_dead_pid()}:1")
+    pid = process_identity().split(":")[1]
+    assert not runner_alive(f"{socket.gethostname()}:{pid}:999999999")  # same pid, another process
+    assert runner_alive("other-host:1:1")
 
 
 # --- secrets ---------------------------------------------------------------------------------------
@@ -642,7 +645,7 @@ def test_periodic_refresh_fills_the_cache_and_survives_an_unreachable_cloud(clie
     _apply(client, admin)
     fake.add_server("MOIS", "web-1", "10.81.1.10")
     assert flows.refresh_cloud(ctx) is True
-    snapshot = ctx.metrics.cloud.snapshot
+    snapshot = ctx.metrics.of(CloudCollector).snapshot
     assert snapshot.up is True and [h.name for h in snapshot.hypervisors] == ["hv-1"]
     assert {q.resource: q.in_use for q in snapshot.quotas["MOIS"]}["instances"] == 1
 
@@ -661,7 +664,7 @@ def test_no_cloud_configured_means_no_refresh(client, catalogue):
     ctx = client.app.state.ctx
     assert ctx.cloud.configured is False
     assert flows.refresh_cloud(ctx) is False
-    assert ctx.metrics.cloud.snapshot.up is None
+    assert ctx.metrics.of(CloudCollector).snapshot.up is None
     assert "controlplane_cloud_up" not in client.get("/metrics").text
 
 
@@ -716,8 +719,18 @@ def cli(settings, monkeypatch, fake, catalogue) -> Callable[..., Any]:
     monkeypatch.setenv("CP_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr("controlplane.context.connect_cloud", lambda _settings, read_only=False: fake)
     from controlplane.cli import app
+    from controlplane.composition import build_context, close_context
+
+    @contextmanager
+    def opened(settings: Any, *, clock: Any = None) -> Iterator[Any]:  # the commands' context, on the fake cloud
+        ctx = build_context(settings, clock=clock, cloud_gateway=fake)
+        try:
+            yield ctx
+        finally:
+            close_context(ctx)
+
+    monkeypatch.setattr("controlplane.clikit.opened_context", opened)
 
     def run(*args: str, input: str | None = None, code: int = 0) -> str:
         result = CliRunner().invoke(app, ["cloud", *args], input=input)
@@ -845,3 +858,154 @@ def test_every_string_of_the_cloud_pages_is_in_korean_and_english():
     keys |= {f"action.{a}" for a in ("create", "update", "delete")} | {"nav.cloud"}
     missing = sorted(k for k in keys if set(STRINGS.get(k, {})) != {"ko", "en"})
     assert missing == []
+
+
+# --- the onboarding spec form on the agency's cloud page ----------------------------------------------
+
+def _spec_form(client: TestClient, code: str = "MOIS") -> dict[str, Any]:
+    """The spec form as the page fills it (what a browser would send back unchanged), with the page's CSRF token."""
+    from html import unescape
+
+    page = client.get(f"/cloud/{code}")
+    assert page.status_code == 200 and 'id="spec-form"' in page.text, page.text
+    form = page.text.split('id="spec-form"', 1)[1].split("</form>", 1)[0]
+    fields: dict[str, Any] = {name: [] for name in ("protocol", "port_min", "port_max", "remote_cidr")}
+    for name, value in re.findall(r'<input type="[a-z]+" [^>]*?name="([a-z_]+)" value="([^"]*)"', form):
+        if name in fields:
+            fields[name].append(unescape(value))
+        else:
+            fields[name] = unescape(value)
+    fields["public_key"] = unescape(re.search(r'name="public_key"[^>]*>([^<]*)</textarea>', form).group(1))
+    fields["csrf"] = CSRF_RE.search(page.text).group(1)
+    return fields
+
+
+def _spec_errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<span class="field-error" id="[^"]+" data-field="([^"]+)">([^<]*)</span>', html))
+
+
+def test_an_operator_saves_the_spec_on_the_agency_page_and_it_is_audited(client, admin, fake, make_user, sessions):
+    _put(client, admin)
+    make_user("ops-spec", "operator")
+    _form_login(client, "ops-spec")
+    form = _spec_form(client)
+    assert (form["instances"], form["cores"], form["cidr"]) == ("5", "10", "10.81.1.0/24")
+    assert form["protocol"] == ["tcp", "icmp", "", ""] and form["remote_cidr"][:2] == ["10.0.0.0/8", "10.0.0.0/8"]
+    assert form["public_key"] == KEY
+
+    # More cores, the icmp rule dropped (its row emptied), a new https rule in a blank row.
+    form.update(cores="12", protocol=["tcp", "", "tcp", ""], port_min=["22", "", "443", ""],
+                port_max=["22", "", "443", ""], remote_cidr=["10.0.0.0/8", "", "192.168.0.0/16", ""])
+    saved = client.post("/cloud/MOIS/spec", data=form, follow_redirects=False)
+    assert saved.status_code == 303 and saved.headers["location"] == "/cloud/MOIS?saved=1#spec-heading"
+    page = client.get(saved.headers["location"])
+    assert 'id="spec-saved"' in page.text and "입주 명세를 저장했습니다" in page.text
+    figures = page.text.split('<dl class="figures" id="spec">', 1)[1].split("</dl>", 1)[0]
+    assert re.findall(r'<dd class="big">(\d+)</dd>', figures) == ["5", "12", "20480", "4"]
+
+    spec = client.get(f"{API}/agencies/MOIS/onboarding", headers=admin).json()
+    assert spec["quotas"] == {**SPEC["quotas"], "cores": 12}
+    assert spec["ingress"] == [{"protocol": "tcp", "port_min": 22, "port_max": 22, "remote_cidr": "10.0.0.0/8"},
+                               {"protocol": "tcp", "port_min": 443, "port_max": 443,
+                                "remote_cidr": "192.168.0.0/16"}]
+    assert spec["public_key"] == KEY and spec["cidr"] == "10.81.1.0/24"
+    entries = _audit(sessions)
+    assert [(e.action, e.actor) for e in entries] == [("create", "admin1"), ("update", "ops-spec")]
+    assert entries[1].before["quotas"]["cores"] == 10 and entries[1].after["quotas"]["cores"] == 12
+    assert set(entries[1].after) == {"quotas", "ingress"}
+    # The same form sent again changes nothing, so nothing more is audited.
+    again = client.post("/cloud/MOIS/spec", data=_spec_form(client), follow_redirects=False)
+    assert again.status_code == 303 and len(_audit(sessions)) == 2
+
+
+@pytest.mark.parametrize("change,field,status", [
+    ({"cores": "-1"}, "quotas.cores", 422),
+    ({"instances": "many"}, "quotas.instances", 422),
+    ({"cidr": "8.8.8.0/24"}, "cidr", 422),
+    ({"port_min": ["80", "", "", ""], "port_max": ["22", "", "", ""]}, "ingress.0.port_max", 422),
+    ({"protocol": ["tcp", "gre", "", ""]}, "ingress.1.protocol", 422),
+    ({"public_key": "not a key"}, "public_key", 422),
+])
+def test_a_bad_spec_value_is_shown_on_its_field_and_nothing_changes(client, admin, fake, make_user, sessions,
+                                                                     change, field, status):
+    before = _put(client, admin)
+    _put(client, admin, code="MOEF")
+    make_user("ops-spec", "operator")
+    _form_login(client, "ops-spec")
+    audit_before = len(_audit(sessions))
+    form = {**_spec_form(client), **change}
+    refused = client.post("/cloud/MOIS/spec", data=form, follow_redirects=False)
+    assert refused.status_code == status, refused.text
+    assert refused.headers["content-type"].startswith("text/html") and "Traceback" not in refused.text
+    assert 'id="spec-refused"' in refused.text and 'id="spec-error"' in refused.text
+    errors = _spec_errors(refused.text)
+    assert list(errors) == [field], errors
+    element_id = "spec-" + field.replace(".", "-")
+    assert re.search(rf'id="{element_id}"[^>]*aria-invalid="true"', refused.text)
+    # What was sent is shown again, to be corrected.
+    value = change.get(field.split(".")[-1]) if field.startswith(("quotas", "cidr", "public")) else None
+    if isinstance(value, str):
+        assert f">{value}<" in refused.text or f'value="{value}"' in refused.text
+    # The language links lead back to the page, not to the form's target.
+    assert 'href="/cloud/MOIS?lang=en"' in refused.text
+    assert client.get(f"{API}/agencies/MOIS/onboarding", headers=admin).json() == before
+    assert len(_audit(sessions)) == audit_before
+
+
+def test_a_network_of_another_agency_is_a_409_on_the_cidr_field(client, admin, fake, make_user, sessions):
+    before = _put(client, admin)
+    _put(client, admin, code="MOEF")
+    make_user("ops-spec", "operator")
+    _form_login(client, "ops-spec")
+    refused = client.post("/cloud/MOIS/spec", data={**_spec_form(client), "cidr": "10.81.2.0/25"},
+                          follow_redirects=False)
+    assert refused.status_code == 409 and "overlaps 10.81.2.0/24" in _spec_errors(refused.text)["cidr"]
+    assert client.get(f"{API}/agencies/MOIS/onboarding", headers=admin).json() == before
+
+
+def test_only_operators_and_admins_post_the_spec_form_and_only_with_its_token(client, admin, fake, make_user,
+                                                                               sessions):
+    before = _put(client, admin)
+    make_user("ops-spec", "operator")
+    _form_login(client, "ops-spec")
+    form = _spec_form(client)
+    changed = {**form, "cores": "16"}
+    for csrf in (None, "", "0" * 64):
+        data = {k: v for k, v in changed.items() if k != "csrf"} | ({} if csrf is None else {"csrf": csrf})
+        refused = client.post("/cloud/MOIS/spec", data=data, follow_redirects=False)
+        assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+
+    for username, role, agency in (("aud-spec", "auditor", None), ("mois-spec", "ministry", "MOIS")):
+        make_user(username, role, agency)
+        _form_login(client, username)
+        page = client.get("/cloud/MOIS")
+        assert page.status_code == 200 and 'id="spec-form"' not in page.text and 'id="spec"' in page.text
+        token = CSRF_RE.search(page.text).group(1)  # the logout form's: a valid token of this user
+        denied = client.post("/cloud/MOIS/spec", data={**changed, "csrf": token}, follow_redirects=False)
+        assert denied.status_code == 403 and "권한이 없습니다" in denied.text
+
+    client.cookies.clear()
+    anonymous = client.post("/cloud/MOIS/spec", data=changed, follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=%2Fcloud%2FMOIS"
+    assert client.get(f"{API}/agencies/MOIS/onboarding", headers=admin).json() == before
+    assert [e.action for e in _audit(sessions)] == ["create"]
+
+
+def test_the_agency_page_marks_the_server_a_jobs_host_is(client, admin, fake, make_user):
+    _put(client, admin)
+    _apply(client, admin)
+    fake.add_server("MOIS", "web-1", "10.81.1.10")
+    fake.add_server("MOIS", "web-2", "10.81.1.11")
+    make_user("aud-host", "auditor")
+    _form_login(client, "aud-host")
+    by_address = client.get("/cloud/MOIS?host=other-name&address=10.81.1.11")
+    row = re.search(r'<tr data-server="web-2"([^>]*)>', by_address.text).group(1)
+    assert 'id="host-match"' in row and 'class="matched"' in row
+    assert 'id="host-note"' in by_address.text and "web-2" in by_address.text
+    by_name = client.get("/cloud/MOIS?host=web-1")
+    assert 'id="host-match" class="matched"' in by_name.text.split('data-server="web-1"', 1)[1].split(">", 1)[0]
+    unknown = client.get("/cloud/MOIS?host=front-1&address=10.9.9.9")
+    assert 'class="matched"' not in unknown.text and '<p class="alert alert-info" role="status" id="host-match">' \
+        in unknown.text
+    # Server states are badges that never wrap.
+    assert '<span class="badge status-on_track" data-status="ACTIVE">ACTIVE</span>' in by_name.text

@@ -23,7 +23,6 @@ from migration_fakes import (
     EngineApp,
     MigrationCloud,
     _engine_app,
-    _workflows_database,
     wave_body,
 )
 from servers import CountingListener
@@ -35,7 +34,8 @@ from controlplane.automation.runner import PlaybookRunner
 from controlplane.clock import FixedClock
 from controlplane.config import Settings
 from controlplane.db import transaction
-from controlplane.migration.models import AgencySystem
+from controlplane.inventory.models import AgencySystem
+from tests.engine import workflows_database
 
 ECHO = Path(__file__).parent / "echo_playbooks"
 
@@ -83,8 +83,20 @@ def test_a_jobs_variables_reach_ansible_as_text(settings: Settings, clock: Fixed
                                                 tmp_path: Path) -> None:
     echo_dir = tmp_path / "echo"
     echo_dir.mkdir()
-    app = create_app(settings, clock=clock, playbook_runner=PlaybookRunner(playbooks=ECHO),
-                     check_runner=FakeChecks())
+    with workflows_database(settings, tmp_path) as workflows_url:
+        app = create_app(settings.model_copy(update={"workflows": True, "workflows_database_url": workflows_url}),
+                         clock=clock, playbook_runner=PlaybookRunner(playbooks=ECHO), check_runner=FakeChecks())
+        job, events = _run_echo_job(app, make_user, ssh_private_key, attack, echo_dir)
+
+    assert job["status"] == "successful", job["explanation"]
+    assert _echoes(echo_dir) == {"local-1-all": {
+        "echo_extra": attack.payload("extra"), "echo_nested": {"list": [attack.payload("nested")]},
+        "echo_host": attack.payload("host"), "echo_secret": attack.payload("secret")}}
+    attack.assert_nothing_happened(json.dumps(job), events)
+
+
+def _run_echo_job(app: Any, make_user: Callable[..., str], ssh_private_key: str, attack: Attack,
+                  echo_dir: Path) -> tuple[dict[str, Any], str]:
     with TestClient(app) as client:
         make_user("ops1", "operator")
         token = client.post(f"{API}/auth/token", json={"username": "ops1", "password": PASSWORD}).json()
@@ -99,15 +111,9 @@ def test_a_jobs_variables_reach_ansible_as_text(settings: Settings, clock: Fixed
                           "echo_nested": {"list": [attack.payload("nested")]}},
             "secrets": {"echo_secret": attack.payload("secret")}})
         assert accepted.status_code == 202, accepted.text
-        assert app.state.ctx.automation.executor.wait(timeout=120)
-        job = client.get(accepted.json()["url"], headers=ops).json()
-        events = client.get(accepted.json()["events_url"], headers=ops).text
-
-    assert job["status"] == "successful", job["explanation"]
-    assert _echoes(echo_dir) == {"local-1-all": {
-        "echo_extra": attack.payload("extra"), "echo_nested": {"list": [attack.payload("nested")]},
-        "echo_host": attack.payload("host"), "echo_secret": attack.payload("secret")}}
-    attack.assert_nothing_happened(json.dumps(job), events)
+        assert app.state.ctx.workflows.wait_idle(timeout=120)
+        return client.get(accepted.json()["url"], headers=ops).json(), \
+            client.get(accepted.json()["events_url"], headers=ops).text
 
 
 def test_a_waves_variables_and_front_variables_reach_ansible_as_text(
@@ -115,7 +121,7 @@ def test_a_waves_variables_and_front_variables_reach_ansible_as_text(
         make_user: Callable[..., str], ssh_private_key: str, attack: Attack, tmp_path: Path) -> None:
     echo_dir = tmp_path / "echo"
     echo_dir.mkdir()
-    with _workflows_database(settings, tmp_path) as workflows_url:
+    with workflows_database(settings, tmp_path) as workflows_url:
         engine_settings = settings.model_copy(update={"workflows": True, "workflows_database_url": workflows_url})
         for app in _engine_app(engine_settings, clock, sessions, make_user, ssh_private_key, tmp_path,
                                MigrationCloud(), PlaybookRunner(playbooks=ECHO), FakeChecks()):  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ cancel, interrupted jobs and metrics, with the fakes of tests/around/jobs_fakes.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from controlplane.automation import flows, service
 from controlplane.automation.models import Credential, Job, JobEvent
 from controlplane.automation.schemas import JobIn
 from controlplane.db import Base, transaction
+from controlplane.secrets import secret_box
 
 
 def _run(automation: Any, operator: dict[str, str], **overrides: Any) -> dict[str, Any]:
@@ -341,8 +341,8 @@ def test_a_cancel_through_the_database_reaches_a_job_run_by_another_process(auto
 
 def test_a_pending_job_is_canceled_at_once(automation: Any, operator: dict[str, str], clock: Any) -> None:
     with transaction(automation.sessions) as session:
-        job = service.request_job(session, clock=clock, actor="ops1", box=flows.secret_box(
-            automation.client.app.state.ctx), data=JobIn.model_validate(_job()), runner="elsewhere:1:1",
+        job = service.request_job(session, clock=clock, actor="ops1", box=secret_box(
+            automation.client.app.state.ctx.settings), data=JobIn.model_validate(_job()), runner="elsewhere:1:1",
             artifacts=automation.client.app.state.ctx.settings.effective_artifacts_dir)
         job_id = job.id
     with transaction(automation.sessions) as session:
@@ -404,18 +404,28 @@ def test_events_stream_as_server_sent_events_until_the_end(automation: Any, oper
     assert ids == ["id: 9"]
 
 
-def test_jobs_of_a_dead_process_are_failed_as_interrupted_at_start(automation: Any, operator: dict[str, str],
-                                                                   clock: Any) -> None:
+def test_a_job_a_stop_cut_short_ends_interrupted_and_one_never_queued_runs(automation: Any,
+                                                                            operator: dict[str, str],
+                                                                            clock: Any) -> None:
+    ctx = automation.client.app.state.ctx
+    ids = {}
     with transaction(automation.sessions) as session:
-        dead = f"{socket.gethostname()}:999999:1"
-        job = service.request_job(session, clock=clock, actor="ops1", box=flows.secret_box(
-            automation.client.app.state.ctx), data=JobIn.model_validate(_job()), runner=dead,
-            artifacts=automation.client.app.state.ctx.settings.effective_artifacts_dir)
-        job.status = "running"  # as a process that died while it ran would leave it
-        job_id = job.id
-    assert flows.recover_interrupted(automation.client.app.state.ctx) == [job_id]
-    job = automation.client.get(f"/api/v1/jobs/{job_id}", headers=operator).json()
-    assert job["status"] == "failed" and job["explanation"].startswith("interrupted: the process running this job")
+        for name in ("cut-short", "never-queued"):
+            job = service.request_job(session, clock=clock, actor="ops1", box=secret_box(ctx.settings),
+                                      data=JobIn.model_validate(_job()), runner="gone:1:1",
+                                      artifacts=ctx.settings.effective_artifacts_dir)
+            ids[name] = job.id
+        session.get(Job, ids["cut-short"]).status = "running"  # as a server stopped while it ran leaves it
+    # What the engine does when it recovers the workflow of the job cut short: its step runs again.
+    ctx.workflows.enqueue(flows.PLAYBOOK_QUEUE, flows.JOB_WORKFLOW, ids["cut-short"],
+                          workflow_id=f"job-{ids['cut-short']}")
+    assert flows.resume_unqueued(ctx) == 1  # the pending one, recorded but never handed to the engine
+    automation.wait()
+    cut = automation.client.get(f"/api/v1/jobs/{ids['cut-short']}", headers=operator).json()
+    assert cut["status"] == "failed" and cut["explanation"].startswith("interrupted: the server stopped")
+    assert automation.client.get(f"/api/v1/jobs/{ids['never-queued']}", headers=operator).json()["status"] == \
+        "successful"
+    assert len(automation.runner.jobs) == 1  # the job cut short was not run again
     assert SECRET not in _all_text(automation.sessions)
 
 

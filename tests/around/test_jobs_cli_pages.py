@@ -11,7 +11,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,7 @@ def test_who_sees_which_jobs_pages(automation: Any, operator: dict[str, str], ma
 def test_the_cancel_form_cancels_a_pending_and_a_running_job(automation: Any, operator: dict[str, str],
                                                              make_user: Callable[..., str],
                                                              sessions: sessionmaker[Session]) -> None:
-    """Two jobs held running by the gate fill the executor's two workers, so a third one stays pending."""
+    """Two jobs held running by the gate fill the playbook queue's two slots, so a third one stays pending."""
     automation.runner.gate = threading.Event()
     running = [_start(automation, operator), _start(automation, operator)]
     for job_id in running:
@@ -324,8 +325,8 @@ def test_the_credentials_page_never_shows_a_private_key(automation: Any, operato
 
 def test_every_string_of_the_jobs_pages_is_in_korean_and_english() -> None:
     from controlplane.automation.domain import JobStatus
+    from controlplane.automation.pages import CHECK_OUTCOMES, EVENT_KINDS, HOST_COUNTS
     from controlplane.web.i18n import STRINGS
-    from controlplane.web.router import CHECK_OUTCOMES, EVENT_KINDS, HOST_COUNTS
 
     templates = Path(__file__).resolve().parents[2] / "controlplane" / "web" / "templates"
     keys = {key for name in ("jobs.html", "jobs_detail.html", "jobs_macros.html", "credentials.html")
@@ -346,9 +347,19 @@ def cli(settings: Any, monkeypatch: pytest.MonkeyPatch, automation: Any, catalog
     monkeypatch.setenv("CP_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr("controlplane.cli._automation_ports", lambda: (automation.runner, automation.checks))
-    monkeypatch.setattr("controlplane.cli.WATCH_POLL_SECONDS", 0.05)
+    monkeypatch.setattr("controlplane.automation.cli.WATCH_POLL_SECONDS", 0.05)
     from controlplane.cli import app
+    from controlplane.composition import build_context, close_context
+
+    @contextmanager
+    def opened(settings: Any, *, clock: Any = None) -> Iterator[Any]:  # the commands' context, on the fakes
+        ctx = build_context(settings, clock=clock, playbook_runner=automation.runner, check_runner=automation.checks)
+        try:
+            yield ctx
+        finally:
+            close_context(ctx)
+
+    monkeypatch.setattr("controlplane.clikit.opened_context", opened)
 
     def run(*args: str, code: int = 0) -> str:
         result = CliRunner().invoke(app, [str(a) for a in args])
@@ -561,8 +572,8 @@ def test_cli_watch_draws_a_live_view_on_a_terminal(cli: Callable[..., str], auto
                                                    operator: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = _run(automation, operator)
     screen = io.StringIO()
-    monkeypatch.setattr("controlplane.cli.console", Console(file=screen, force_terminal=True, width=160,
-                                                            color_system=None))
+    monkeypatch.setattr("controlplane.automation.cli.console",
+                        Console(file=screen, force_terminal=True, width=160, color_system=None))
     cli("jobs", "watch", job_id)
     drawn = screen.getvalue()
     assert f"job {job_id}" in drawn and "play: site" in drawn and "successful" in drawn

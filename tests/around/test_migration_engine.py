@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from controlplane.auth.models import AuditEntry
 from controlplane.db import transaction
-from controlplane.migration.models import AgencySystem, Migration, Wave
+from controlplane.inventory.models import AgencySystem
+from controlplane.waves.models import Migration, Wave
 
 SYSTEMS = ("t-db", "t-app", "t-web")
 
@@ -341,7 +342,7 @@ def test_over_quota_is_refused(engine_app):
         "ingress": [], "public_key": None})
     assert response.status_code == 200, response.text
     assert app.client.post(f"{API}/cloud/agencies/MOIS/onboarding/apply", headers=app.ops).status_code == 202
-    assert app.client.app.state.ctx.operations.wait(timeout=15)
+    assert app.client.app.state.ctx.workflows.wait_idle(timeout=15)
     refused = app.client.post(f"{API}/waves", headers=app.ops, json=wave_body(app.files))
     assert refused.status_code == 422, refused.text
     assert any(d["code"] == "over_quota" for d in refused.json()["details"]), refused.json()

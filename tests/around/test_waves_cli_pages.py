@@ -5,9 +5,11 @@ and from the page (CSRF-checked); bad input exits 2 naming the field."""
 # ruff: noqa: F811  (fixtures imported from migration_fakes are parameters of the tests)
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,12 @@ from jobs_fakes import ssh_private_key  # noqa: F401  (fixture)
 from migration_fakes import EngineApp, engine_app, engine_on, wave_body  # noqa: F401
 from typer.testing import CliRunner
 
+from controlplane.clock import Clock
+from controlplane.composition import build_context, close_context
+from controlplane.config import Settings
 from controlplane.context import AppContext
+from controlplane.db import transaction
+from controlplane.waves.models import Migration
 
 CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
@@ -32,22 +39,26 @@ def cli(engine_app: EngineApp, settings: Any, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("CP_WORKFLOWS_DATABASE_URL", app.client.app.state.ctx.settings.workflows_database_url)
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr("controlplane.migration.waves_cli.POLL_SECONDS", 0.05)
+    monkeypatch.setattr("controlplane.waves.cli.POLL_SECONDS", 0.05)
     from controlplane import cli as root
 
-    def context() -> AppContext:
-        ctx = root._cloud_context()
-        ctx.cloud.inject(app.cloud)
-        ctx.automation.inject(runner=app.runner, checks=app.checks)
-        return ctx
+    @contextmanager
+    def opened(settings: Settings, *, clock: Clock | None = None) -> Iterator[AppContext]:
+        ctx = build_context(settings, clock=clock, cloud_gateway=app.cloud, playbook_runner=app.runner,
+                            check_runner=app.checks)
+        try:
+            yield ctx
+        finally:
+            close_context(ctx)
 
-    monkeypatch.setattr("controlplane.migration.waves_cli._context", context)
+    monkeypatch.setattr("controlplane.clikit.opened_context", opened)
 
-    def run(*args: Any) -> tuple[int, str]:
+    def run(*args: Any, raw: bool = False) -> tuple[int, str]:
+        """(exit code, output as one line of words; with `raw`, as printed)."""
         result = CliRunner().invoke(root.app, [str(a) for a in args])
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
-        return result.exit_code, " ".join(re.sub(r"[│┃]", " ", result.output).split())
+        return result.exit_code, result.output if raw else " ".join(re.sub(r"[│┃]", " ", result.output).split())
 
     return run
 
@@ -103,6 +114,61 @@ def test_the_cli_hands_work_to_the_servers_engine_and_watches(engine_app, cli, t
         "rolled_back"
 
 
+STATE_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d (t-\w+) ([a-z_]+)(?: \((\w+)\))? (\d+)/(\d+)$")
+
+
+@pytest.mark.parametrize("engine_on", [True, False])  # the server runs the wave, or this command
+def test_a_watch_that_is_not_on_a_terminal_prints_a_line_per_change(engine_app, cli, tmp_path):
+    app = engine_app
+    assert cli("waves", "create", _wave_file(app, tmp_path))[0] == 0
+    code, out = cli("waves", "run", 1, "--watch", raw=True)  # CliRunner's stdout is no terminal
+    assert code == 0, out
+    lines = out.splitlines()
+    changes: dict[str, list[tuple[str, str | None, int, int]]] = {}
+    for line in lines:
+        if (found := STATE_LINE.match(line)) is not None:
+            system, state, step, done, total = found.groups()
+            changes.setdefault(system, []).append((state, step, int(done), int(total)))
+    assert set(changes) == {"t-db", "t-app", "t-web"}, out
+    for system, seen in changes.items():
+        assert all(a != b for a, b in itertools.pairwise(seen)), (system, seen)  # only changes
+        assert seen[-1][:2] == ("awaiting_approval", "cutover") and seen[-1][2] == seen[-1][3] - 2, (system, seen)
+        assert [done for _, _, done, _ in seen] == sorted(done for _, _, done, _ in seen), (system, seen)
+    last_change = max(i for i, line in enumerate(lines) if STATE_LINE.match(line))
+    assert last_change < next(i for i, line in enumerate(lines) if line == "wave 1 wave-1: awaiting_approval")
+    assert not any(re.search(r"━+ +\d+/\d+", line) for line in lines)  # no progress bar drawn into a log
+
+
+def test_waves_show_folds_a_long_error_at_80_columns(engine_app, cli, tmp_path, monkeypatch):
+    app = engine_app
+    assert cli("waves", "create", _wave_file(app, tmp_path))[0] == 0
+    wave = app.client.get("/api/v1/waves/1", headers=app.ops).json()
+    error = ("task 'Switch the users front' on front-app failed: connection refused by 10.78.0.99 port 22 after "
+             "3 attempts; the front stays on the legacy upstreams until an operator retries the cutover")
+    with transaction(app.sessions) as session:
+        migration = session.get(Migration, app.migration(wave, "t-app")["id"])
+        assert migration is not None
+        migration.error = error
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out = cli("waves", "show", 1, raw=True)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, out
+    assert "…" not in out
+    # The table with the error column (the wave's own, or the one under it when a row does not fit 80 columns).
+    header = next(i for i, line in enumerate(lines) if line.startswith("┃") and "error" in line)
+    column = [cell.strip() for cell in lines[header].split("┃")[1:-1]].index("error")
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines[header + 2:]
+            if line.startswith("│")]
+    start = next(i for i, row in enumerate(rows) if row[0] == "t-app")
+    cells = [rows[start][column]]
+    for row in rows[start + 1:]:
+        if row[0]:
+            break
+        cells.append(row[column])
+    assert " ".join(cell for cell in cells if cell) == error, out  # whole, folded at spaces
+
+
 def test_bad_input_exits_2_naming_the_field(engine_app, cli, tmp_path):
     app = engine_app
     code, out = cli("waves", "create", _wave_file(app, tmp_path, systems=["t-db", "nope"]))
@@ -151,3 +217,45 @@ def test_the_wave_pages_show_progress_and_take_approvals(engine_app):
     assert "Progress per system" in english and "시스템별 진행" not in english
     client.cookies.clear()
     assert client.get("/waves/1", follow_redirects=False).status_code == 303
+
+
+def test_the_pages_link_a_systems_waves_its_step_runs_jobs_and_their_hosts_servers(engine_app):
+    from html import unescape
+
+    app = engine_app
+    app.post("/waves", 201, json=wave_body(app.files))
+    app.post("/waves/1/run")
+    wave = app.wait(1)
+    migration = app.migration(wave, "t-app")
+    client = app.client
+    client.cookies.clear()
+    assert client.post("/login", data={"username": "ops1", "password": PASSWORD, "next": "/waves"},
+                       follow_redirects=False).status_code == 303
+
+    # A system's page lists its migrations, each linking to its wave and to its row there.
+    system = client.get("/systems/t-app")
+    assert system.status_code == 200
+    row = system.text.split(f'data-migration="{migration["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert 'href="/waves/1">wave-1</a>' in row and f'href="/waves/1#migration-{migration["id"]}"' in row
+    assert "전환 승인 대기" in row and 'id="no-migrations"' not in system.text
+    page = client.get("/waves/1")
+    assert f'id="migration-{migration["id"]}"' in page.text and 'href="/systems/t-app"' in page.text
+
+    # Each step run links to its playbook jobs.
+    jobs = [job for run in migration["step_runs"] for job in run["detail"].get("jobs", [])]
+    assert jobs
+    for job in jobs:
+        assert f'<a href="/jobs/{job}" class="code" data-job="{job}">' in page.text
+
+    # A job's hosts link to their servers on the agency's cloud page, which finds them by name or address.
+    servers = {s.name for s in app.cloud.servers}
+    linked = {}
+    for job in jobs:
+        html = client.get(f"/jobs/{job}").text
+        linked |= {name: unescape(href) for href, name in
+                   re.findall(r'<a href="(/cloud/MOIS\?[^"]+)" data-cloud="MOIS"[^>]*>([^<]+)</a>', html)}
+    on_cloud = sorted(set(linked) & servers)
+    assert on_cloud, (linked, servers)
+    cloud_page = client.get(linked[on_cloud[0]])
+    assert cloud_page.status_code == 200
+    assert re.search(rf'<tr data-server="{on_cloud[0]}" id="host-match" class="matched"', cloud_page.text)

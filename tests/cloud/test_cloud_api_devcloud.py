@@ -106,8 +106,10 @@ def _delete_everything_of(conn: Any, spec_names: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def client(devcloud: Any, database_url: str, agency_code: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(env="test", database_url=database_url, data_dir=tmp_path_factory.mktemp("data"),
-                        cloud=devcloud.cloud_name, clouds_yaml=devcloud.clouds_yaml, metrics_refresh_seconds=3600)
+    data = tmp_path_factory.mktemp("data")
+    settings = Settings(env="test", database_url=database_url, data_dir=data, cloud=devcloud.cloud_name,
+                        clouds_yaml=devcloud.clouds_yaml, metrics_refresh_seconds=3600, workflows=True,
+                        workflows_database_url=f"sqlite:///{data / 'workflows.db'}")
     names = {"project": f"agency-{agency_code.lower()}", "user": f"agency-{agency_code.lower()}-svc",
              "keypair": f"agency-{agency_code.lower()}-key"}
     conn = _conn(devcloud)
@@ -143,7 +145,7 @@ def _ok(response: Any, status: int = 200) -> Any:
 
 def _apply(client: TestClient, admin: dict[str, str], code: str) -> dict[str, Any]:
     accepted = _ok(client.post(f"{API}/agencies/{code}/onboarding/apply", headers=admin), 202)
-    assert client.app.state.ctx.operations.wait(timeout=OPERATION_TIMEOUT), "the apply did not finish"
+    assert client.app.state.ctx.workflows.wait_idle(timeout=OPERATION_TIMEOUT), "the apply did not finish"
     return _ok(client.get(accepted["url"], headers=admin))
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.automation.domain import JobEvent, JobStatus
-from controlplane.automation.runner import PlaybookJob, PlaybookRunner
+from controlplane.automation.domain import JobEvent, JobStatus, PlaybookJob
+from controlplane.automation.runner import PlaybookRunner
 from controlplane.cloud.domain import ServerInfo
 from controlplane.devcloud.cloud import DevCloud
 

@@ -21,7 +21,7 @@ from controlplane.auth import service as auth_service
 from controlplane.clock import FixedClock
 from controlplane.cloud.models import CloudTenancy
 from controlplane.db import transaction
-from controlplane.migration import catalogue as files
+from controlplane.inventory import files
 
 API = "/api/v1"
 SAMPLE = files.SAMPLE_INVENTORY_FILE.read_bytes()

@@ -165,7 +165,7 @@ def test_an_admin_unlocks_from_the_command_line(client, admin, make_user, settin
     monkeypatch.setenv("CP_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr("controlplane.cli.Clock", lambda: clock)  # the command's time is the test's
+    monkeypatch.setattr("controlplane.clikit.Clock", lambda: clock)  # the command's time is the test's
     from controlplane.cli import app
 
     result = CliRunner().invoke(app, ["users", "unlock", "frank"])

@@ -29,12 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.auth.models import AuditEntry
 from controlplane.clock import FixedClock
-from controlplane.cloud.metrics import HypervisorFigure, QuotaFigure
+from controlplane.cloud.domain import HypervisorCapacity, ResourceUsage
+from controlplane.cloud.metrics import CloudCollector
 from controlplane.config import Settings
 from controlplane.db import transaction
-from controlplane.migration import catalogue as files
-from controlplane.migration import domain, inventory
-from controlplane.migration.models import AgencySystem, Migration, Wave
+from controlplane.inventory import domain as inventory_domain
+from controlplane.inventory import files, matching, planning
+from controlplane.inventory import service as inventory
+from controlplane.inventory.models import AgencySystem
+from controlplane.waves.models import Migration, Wave
 
 Headers = dict[str, str]
 
@@ -284,7 +287,7 @@ def test_adoption_per_agency_now_and_after_migrating(client: TestClient, operato
     assert client.get(f"{API}/adoption", headers=operator).json()["agencies"] == []
     import_sample(client, operator)
     body = client.get(f"{API}/adoption", headers=operator).json()
-    expected = {a.agency: a.to_dict() for a in domain.adoption(SAMPLE_SYSTEMS, inventory.shipped_catalogue())}
+    expected = {a.agency: a.to_dict() for a in matching.adoption(SAMPLE_SYSTEMS, inventory.shipped_catalogue())}
     assert [row["agency"] for row in body["agencies"]] == sorted(SAMPLE_AGENCIES)
     for row in body["agencies"]:
         assert {k: row[k] for k in expected[row["agency"]]} == expected[row["agency"]]
@@ -360,9 +363,9 @@ def test_a_plan_uses_the_cached_quota_use_and_hypervisor_capacity(
     assert "takes MOIS over its quota of 8 cores: 0 in use + 12 planned = 12" in small["text"]
 
     ctx = client.app.state.ctx  # type: ignore[attr-defined]
-    ctx.metrics.cloud.refreshed(at=clock.now(), quotas={"MOIS": [
-        QuotaFigure("instances", 20, 2), QuotaFigure("cores", 40, 30), QuotaFigure("ram_mb", 65536, 1024)]},
-        hypervisors=[HypervisorFigure("hv-1", vcpus=16, vcpus_used=8, memory_mb=65536, memory_mb_used=4096,
+    ctx.metrics.of(CloudCollector).refreshed(at=clock.now(), quotas={"MOIS": [
+        ResourceUsage("instances", 20, 2), ResourceUsage("cores", 40, 30), ResourceUsage("ram_mb", 65536, 1024)]},
+        hypervisors=[HypervisorCapacity("hv-1", vcpus=16, vcpus_used=8, memory_mb=65536, memory_mb_used=4096,
                                       running_vms=2)])
     cached = _plan(client, operator, systems=["mois-gpki"])
     assert [(f["code"], f["field"]) for f in cached["findings"]] == [("over_quota", "quota.cores"),
@@ -370,11 +373,12 @@ def test_a_plan_uses_the_cached_quota_use_and_hypervisor_capacity(
     assert "over its quota of 40 cores: 30 in use + 12 planned = 42" in cached["text"]
     assert "12 planned, 8 free" in cached["text"]
     with transaction(sessions) as session:
-        quotas, free = inventory.capacity_inputs(session, cloud=settings.cloud, cached=ctx.metrics.cloud.snapshot)
-        assert quotas == {"MOIS": domain.Quota(domain.Resources(20, 40, 65536), domain.Resources(2, 30, 1024))}
-        assert free == domain.Resources(domain.UNLIMITED, 8, 61440)
+        quotas, free = inventory.capacity_inputs(session, cloud=settings.cloud,
+                                                 cached=ctx.metrics.of(CloudCollector).snapshot)
+        assert quotas == {"MOIS": planning.Quota(planning.Resources(20, 40, 65536), planning.Resources(2, 30, 1024))}
+        assert free == planning.Resources(inventory_domain.UNLIMITED, 8, 61440)
         assert inventory.capacity_inputs(session, cloud="elsewhere") == (
-            {}, domain.Resources(domain.UNLIMITED, domain.UNLIMITED, domain.UNLIMITED))
+            {}, planning.Resources(inventory_domain.UNLIMITED, inventory_domain.UNLIMITED, inventory_domain.UNLIMITED))
 
 
 def test_domain_systems_read_back_what_was_imported(client: TestClient, operator: Headers,

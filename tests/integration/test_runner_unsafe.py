@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from servers import CountingListener
 
-from controlplane.automation.domain import JobStatus
-from controlplane.automation.runner import PlaybookJob, PlaybookRunner
+from controlplane.automation.domain import JobStatus, PlaybookJob
+from controlplane.automation.runner import PlaybookRunner
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 

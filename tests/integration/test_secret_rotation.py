@@ -15,8 +15,9 @@ from controlplane.auth.models import Agency, AuditEntry
 from controlplane.automation.models import Credential, Job
 from controlplane.cloud.models import CloudTenancy
 from controlplane.db import Base, transaction
-from controlplane.migration.models import AgencySystem, Migration, Wave
+from controlplane.inventory.models import AgencySystem
 from controlplane.secrets import SecretBox, SecretError
+from controlplane.waves.models import Migration, Wave
 
 OLD = "old-secret-key-" + "o" * 30
 NEW = "new-secret-key-" + "n" * 30
@@ -82,7 +83,7 @@ def rotate(settings: Any, monkeypatch: pytest.MonkeyPatch, clock: Any) -> Callab
     monkeypatch.setenv("CP_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("CP_SECRET_KEY", NEW)
     monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.setattr("controlplane.cli.Clock", lambda: clock)
+    monkeypatch.setattr("controlplane.clikit.Clock", lambda: clock)
     from controlplane.cli import app
 
     def run(previous: str = OLD) -> Any:
@@ -148,7 +149,7 @@ def test_a_value_no_key_opens_stops_the_whole_rotation(sealed, rotate, sessions)
 
 
 def test_every_sealed_column_of_the_schema_is_rotated():
-    from controlplane.cli import _sealed_columns
+    from controlplane.auth.cli import _sealed_columns
 
     in_schema = {f"{t.name}.{c.name}" for t in Base.metadata.sorted_tables for c in t.columns
                  if c.name.endswith("_sealed")}

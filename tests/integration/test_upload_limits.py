@@ -37,7 +37,7 @@ from servers import free_port, server_env
 
 from controlplane.app import create_app
 from controlplane.config import Settings
-from controlplane.migration import catalogue as files
+from controlplane.inventory import files
 
 MiB = 1024 * 1024
 IMPORT = "/api/v1/compliance/sessions/import"

@@ -1,4 +1,4 @@
-"""The shipped catalogue and sample inventory, and inventory files in and out (controlplane.migration.catalogue)."""
+"""The shipped catalogue and sample inventory, and inventory files in and out (controlplane.inventory.files)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.migration import catalogue as files
-from controlplane.migration import domain
-from controlplane.migration.domain import (
-    DEVCLOUD_FLAVORS,
+from controlplane.inventory import domain as inventory_domain
+from controlplane.inventory import files, matching, planning
+from controlplane.inventory.domain import (
     ROLES,
     CatalogueError,
     Component,
     ComponentKind,
     Grade,
     InventoryError,
-    Quota,
-    Resources,
     SystemStatus,
 )
+from controlplane.inventory.planning import DEVCLOUD_FLAVORS, Quota, Resources
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = files.load_catalogue()
 SAMPLE = files.load_sample_inventory()
 BY_CODE = {s.code: s for s in SAMPLE}
-UNLIMITED = Resources(domain.UNLIMITED, domain.UNLIMITED, domain.UNLIMITED)
+UNLIMITED = Resources(inventory_domain.UNLIMITED, inventory_domain.UNLIMITED, inventory_domain.UNLIMITED)
 # The deliberately unknown components of the sample (see the file's header).
 FLAGGED = [
     ("mois-minwon", "components[4]", "unknown_component"),
@@ -103,19 +101,19 @@ def test_the_sample_inventory_loads_with_korean_and_english_names() -> None:
 
 
 def test_every_sample_component_is_matched_or_flagged() -> None:
-    findings = domain.unknown_components(SAMPLE, CATALOGUE)
+    findings = matching.unknown_components(SAMPLE, CATALOGUE)
     assert [(f.system, f.field, f.code) for f in findings] == FLAGGED
     flagged = {(f.system, f.field) for f in findings}
     for system in SAMPLE:
-        for match in domain.match_system(system, CATALOGUE):
+        for match in matching.match_system(system, CATALOGUE):
             assert (match.entry is None) == ((system.code, f"components[{match.index}]") in flagged)
     assert "Oracle Database 8i (Oracle) is outside the versions the catalogue covers" in findings[2].message
 
 
 def test_sample_waves_respect_dependencies() -> None:
-    assignment = domain.plan_waves(SAMPLE, CATALOGUE)
+    assignment = planning.plan_waves(SAMPLE, CATALOGUE)
     assert assignment.findings == ()
-    assert domain.check_waves(assignment.waves, SAMPLE, CATALOGUE) == ()
+    assert planning.check_waves(assignment.waves, SAMPLE, CATALOGUE) == ()
     wave_of = {code: n for n, codes in enumerate(assignment.waves, start=1) for code in codes}
     assert len(assignment.waves) == 4 and len(wave_of) == 50  # every legacy system, once
     for code, wave in wave_of.items():
@@ -124,7 +122,7 @@ def test_sample_waves_respect_dependencies() -> None:
             if BY_CODE[dep].status is SystemStatus.MIGRATED:
                 assert dep not in wave_of
             elif wave_of[dep] == wave:  # allowed only for an open-source dependency, and it runs first
-                assert domain.is_open_now(BY_CODE[dep], CATALOGUE)
+                assert matching.is_open_now(BY_CODE[dep], CATALOGUE)
                 assert assignment.waves[wave - 1].index(dep) < position
             else:
                 assert wave_of[dep] < wave
@@ -135,21 +133,21 @@ def test_sample_waves_respect_dependencies() -> None:
 
 
 def test_sample_adoption_shares_before_and_after() -> None:
-    rows = {r.agency: r for r in domain.adoption(SAMPLE, CATALOGUE)}
+    rows = {r.agency: r for r in matching.adoption(SAMPLE, CATALOGUE)}
     assert {a: (r.components, r.open_now, r.open_after, r.unknown) for a, r in rows.items()} == {
         "BUSAN": (29, 6, 25, 1), "MOEF": (28, 8, 22, 2), "MOHW": (27, 5, 27, 0), "MOIS": (38, 14, 34, 1),
         "MOLIT": (29, 10, 29, 0), "MSIT": (28, 13, 23, 1), "SEOUL": (28, 9, 28, 0)}
     # SEOUL by hand: CentOS (seoul-sso), RHEL (seoul-minwon), RHEL, Tomcat, Apache (seoul-stat), 4 of
     # seoul-opendata = 9 of 28; every SEOUL component is known, so all 28 are open after.
     assert rows["SEOUL"].share_now == pytest.approx(9 / 28) and rows["SEOUL"].share_after == 1.0
-    total = domain.total_adoption(rows.values())
+    total = matching.total_adoption(rows.values())
     assert (total.components, total.open_now, total.open_after, total.unknown) == (207, 65, 188, 5)
     assert total.to_dict()["share_now"] == 0.314 and total.to_dict()["share_after"] == 0.9082
 
 
 def test_the_sample_plan_on_the_dev_cloud() -> None:
     quotas = {agency: Quota(Resources(60, 200, 204800)) for agency in {s.agency for s in SAMPLE}}
-    plan = domain.plan_migration(SAMPLE, CATALOGUE, DEVCLOUD_FLAVORS, quotas=quotas, cloud_free=UNLIMITED)
+    plan = planning.plan_migration(SAMPLE, CATALOGUE, DEVCLOUD_FLAVORS, quotas=quotas, cloud_free=UNLIMITED)
     # The five systems with an unknown component are refused; the 45 others are planned.
     assert sorted((f.system, f.field, f.code) for f in plan.findings) == sorted(FLAGGED)
     assert len(plan.systems) == 45 and not plan.ok
@@ -168,7 +166,7 @@ def test_the_sample_plan_on_the_dev_cloud() -> None:
 def test_the_sample_plan_over_an_agency_quota_names_the_wave_and_system() -> None:
     quotas = {agency: Quota(Resources(60, 200, 204800)) for agency in {s.agency for s in SAMPLE}}
     quotas["MOIS"] = Quota(Resources(20, 24, 40960), in_use=Resources(3, 6, 6144))  # mois-addr runs already
-    plan = domain.plan_migration(SAMPLE, CATALOGUE, DEVCLOUD_FLAVORS, quotas=quotas, cloud_free=UNLIMITED)
+    plan = planning.plan_migration(SAMPLE, CATALOGUE, DEVCLOUD_FLAVORS, quotas=quotas, cloud_free=UNLIMITED)
     over = [f for f in plan.findings if f.code == "over_quota"]
     # Planned for MOIS: wave 1 mois-gpki (3 large: 12 cores, 12288 MB), wave 2 mois-sso (3 medium: 6, 6144),
     # wave 3 mois-acct (6, 6144), mois-edms (12, 12288), mois-hr (6, 6144), wave 4 mois-stat (3 small), ...
@@ -185,7 +183,7 @@ def test_the_sample_plan_over_an_agency_quota_names_the_wave_and_system() -> Non
 
 def test_the_sample_inventory_round_trips_through_csv_and_yaml() -> None:
     csv_text = files.inventory_to_csv(SAMPLE)
-    assert csv_text.splitlines()[0] == ",".join(domain.INVENTORY_FIELDS)
+    assert csv_text.splitlines()[0] == ",".join(inventory_domain.INVENTORY_FIELDS)
     assert files.read_inventory("systems.csv", csv_text.encode("utf-8")) == SAMPLE
     assert files.read_inventory("systems.yaml", files.inventory_to_yaml(SAMPLE)) == SAMPLE
     assert "전자결재" in files.inventory_to_yaml(SAMPLE)  # readable, not escaped
@@ -218,8 +216,8 @@ def test_bad_files_are_refused_with_a_file_finding(filename: str, content: bytes
 
 
 def test_csv_rows_with_more_cells_than_columns_are_refused() -> None:
-    header = ",".join(domain.INVENTORY_FIELDS)
-    text = header + "\n" + ",".join(["x"] * (len(domain.INVENTORY_FIELDS) + 2)) + "\n"
+    header = ",".join(inventory_domain.INVENTORY_FIELDS)
+    text = header + "\n" + ",".join(["x"] * (len(inventory_domain.INVENTORY_FIELDS) + 2)) + "\n"
     with pytest.raises(InventoryError) as exc:
         files.read_inventory("systems.csv", text)
     assert (exc.value.row, exc.value.message) == (

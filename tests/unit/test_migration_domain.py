@@ -1,4 +1,4 @@
-"""Pure rules of the migration engine (controlplane.migration.domain), on small hand-made data."""
+"""Pure rules of the migration engine (controlplane.inventory), on small hand-made data."""
 
 from __future__ import annotations
 
@@ -12,31 +12,27 @@ from typing import Any
 import pytest
 
 from controlplane.cloud.domain import OnboardingSpec, Quotas
-from controlplane.migration import domain, ingress
-from controlplane.migration.domain import (
-    DEVCLOUD_FLAVORS,
-    Catalogue,
+from controlplane.inventory import domain as inventory_domain
+from controlplane.inventory import ingress, matching, planning, windows
+from controlplane.inventory.domain import (
+    UNLIMITED,
     CatalogueError,
     Component,
     ComponentKind,
     Criticality,
     DependencyCycleError,
     Finding,
-    Flavor,
     Grade,
     InventoryError,
     PlanningError,
-    Quota,
-    Resources,
     Sizing,
-    Step,
     StepError,
     System,
     SystemStatus,
     Tier,
-    VersionRange,
-    WavePlan,
 )
+from controlplane.inventory.matching import Catalogue, VersionRange
+from controlplane.inventory.planning import DEVCLOUD_FLAVORS, Flavor, Quota, Resources, Step, WavePlan
 
 SMALL, MEDIUM, LARGE = DEVCLOUD_FLAVORS
 
@@ -78,7 +74,7 @@ ENTRIES = [
     _entry("webtob", "web", ["TmaxSoft"], ["WebtoB"], "nginx", grade="A", target=NGINX),
     _entry("nginx", "web", ["F5", "nginx"], ["nginx"], "nginx", grade="A", target=NGINX, open_source=True),
 ]
-CATALOGUE = domain.catalogue_from_data({"schema": 1, "version": "test.1", "entries": ENTRIES})
+CATALOGUE = matching.catalogue_from_data({"schema": 1, "version": "test.1", "entries": ENTRIES})
 
 HPUX = Component(ComponentKind.OS, "HPE", "HP-UX", "11i v3")
 CENTOS = Component(ComponentKind.OS, "CentOS Project", "CentOS", "7.9")
@@ -121,18 +117,22 @@ def _errors(exc: pytest.ExceptionInfo[InventoryError]) -> list[tuple[int | None,
 # --------------------------------------------------------------------------- purity
 
 
-def test_domain_imports_only_the_standard_library() -> None:
-    tree = ast.parse(Path(domain.__file__).read_text(encoding="utf-8"))
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and node.module}
-    assert modules - {"__future__"} <= set(sys.stdlib_module_names), modules
+PURE_RULES = ("domain", "matching", "windows", "planning", "ingress")
+
+
+@pytest.mark.parametrize("module", PURE_RULES)
+def test_the_pure_rules_import_only_the_standard_library_and_pure_rules(module: str) -> None:
+    source = Path(inventory_domain.__file__).with_name(f"{module}.py")
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    ours = {f"controlplane.inventory.{name}" for name in PURE_RULES} | {"controlplane.cloud.domain"}
+    assert {m for m in modules - ours if m.split(".")[0] not in sys.stdlib_module_names} <= {"__future__"}, modules
 
 
 def test_agency_network_is_the_name_onboarding_gives() -> None:
     spec = OnboardingSpec("MOIS", Quotas(1, 1, 1, 0), "10.81.3.0/24", (), None)
-    assert domain.agency_network("MOIS") == spec.network_name == "agency-mois-net"
+    assert inventory_domain.agency_network("MOIS") == spec.network_name == "agency-mois-net"
 
 
 # --------------------------------------------------------------------------- versions
@@ -143,7 +143,7 @@ def test_agency_network_is_the_name_onboarding_gives() -> None:
     ("10.3.6", (10, 3, 6)), ("5 SP1", (5,)), ("latest", None),
 ])
 def test_version_key_takes_the_first_dotted_number(version: str, key: tuple[int, ...] | None) -> None:
-    assert domain.version_key(version) == key
+    assert matching.version_key(version) == key
 
 
 def test_version_range_bounds_compare_on_the_bounds_own_precision() -> None:
@@ -196,7 +196,7 @@ def test_catalogue_reports_every_bad_entry_by_field() -> None:
         _entry("ok", "os", ["HPE"], ["HPUX"], "base"),
     ]
     with pytest.raises(CatalogueError) as exc:
-        domain.catalogue_from_data({"schema": 2, "version": "", "entries": bad})
+        matching.catalogue_from_data({"schema": 2, "version": "", "entries": bad})
     fields = [f.field for f in exc.value.findings]
     assert fields == [
         "schema", "version", "entries[1].id", "entries[1].kind", "entries[1].vendors", "entries[1].open_source",
@@ -218,17 +218,17 @@ def test_overlapping_entries_are_refused_so_matching_never_depends_on_order() ->
     entries = [_entry("a", "db", ["Oracle"], ["Oracle"], "postgresql", versions={"min": "9", "max": "12"}),
                _entry("b", "db", ["oracle"], ["ORACLE", "Oracle DB"], "postgresql", versions={"min": "12.2"})]
     with pytest.raises(CatalogueError) as exc:
-        domain.catalogue_from_data({"schema": 1, "version": "1", "entries": entries})
+        matching.catalogue_from_data({"schema": 1, "version": "1", "entries": entries})
     assert exc.value.findings[0].message == ("b (12.2 or later) matches components that entries[0] a (9 to 12) "
                                              "matches too")
     entries[1]["versions"] = {"min": "13"}
-    assert len(domain.catalogue_from_data({"schema": 1, "version": "1", "entries": entries}).entries) == 2
+    assert len(matching.catalogue_from_data({"schema": 1, "version": "1", "entries": entries}).entries) == 2
 
 
 def test_unknown_components_are_flagged_with_system_and_field() -> None:
     systems = [_system("a", components=(HPUX, TMAX)),
                _system("b", components=(Component(ComponentKind.DB, "Oracle", "Oracle", "8i"),))]
-    findings = domain.unknown_components(systems, CATALOGUE)
+    findings = matching.unknown_components(systems, CATALOGUE)
     assert [(f.code, f.system, f.field) for f in findings] == [
         ("unknown_component", "a", "components[1]"), ("unknown_version", "b", "components[0]")]
     assert findings[0].message == ("no catalogue entry for middleware TmaxSoft Tmax 5; add one before the system "
@@ -240,19 +240,19 @@ def test_unknown_components_are_flagged_with_system_and_field() -> None:
 
 
 def test_maintenance_windows_parse_print_and_contain() -> None:
-    window = domain.parse_window("sat 22:00-02:00")
+    window = windows.parse_window("sat 22:00-02:00")
     assert (window.days, str(window), window.minutes) == ((5,), "Sat 22:00-02:00", 240)
     assert window.contains(datetime(2026, 12, 5, 22, 0))  # Saturday
     assert window.contains(datetime(2026, 12, 6, 1, 59))  # Sunday morning: still Saturday's window
     assert not window.contains(datetime(2026, 12, 6, 2, 0))
     assert not window.contains(datetime(2026, 12, 5, 21, 59))
     assert not window.contains(datetime(2026, 12, 6, 22, 30))  # Sunday evening
-    assert str(domain.parse_window("Mon-Fri 23:00-05:00")) == "Mon,Tue,Wed,Thu,Fri 23:00-05:00"
-    assert str(domain.parse_window("Fri-Mon 1:00-4:00")) == "Mon,Fri,Sat,Sun 01:00-04:00"
-    assert str(domain.parse_window("daily 01:00-04:00")) == "daily 01:00-04:00"
+    assert str(windows.parse_window("Mon-Fri 23:00-05:00")) == "Mon,Tue,Wed,Thu,Fri 23:00-05:00"
+    assert str(windows.parse_window("Fri-Mon 1:00-4:00")) == "Mon,Fri,Sat,Sun 01:00-04:00"
+    assert str(windows.parse_window("daily 01:00-04:00")) == "daily 01:00-04:00"
     for text in ("Sunday 02:00-06:00", "Sun 02:00", "Sun 25:00-06:00", "Sun 02:00-02:00"):
         with pytest.raises(ValueError, match=repr(text) if text != "Sunday 02:00-06:00" else "'sunday'"):
-            domain.parse_window(text)
+            windows.parse_window(text)
 
 
 # --------------------------------------------------------------------------- inventory
@@ -261,7 +261,7 @@ def test_maintenance_windows_parse_print_and_contain() -> None:
 def test_parse_inventory_reads_nested_and_flat_rows() -> None:
     flat = _row("mois-sso", components="os:IBM:AIX:7.1; db : TmaxData : Tibero : 6", depends_on="mois-edms, x",
                 criticality="HIGH", status="", data_gb="")
-    systems = domain.parse_inventory([_row("mois-edms"), _row("x", agency="seoul"), flat])
+    systems = inventory_domain.parse_inventory([_row("mois-edms"), _row("x", agency="seoul"), flat])
     edms, x, sso = systems
     assert edms.components == (HPUX, ORACLE)
     assert edms.sizing == Sizing(6, 6144, 200, 50) and str(edms.maintenance_window) == "Sun 02:00-06:00"
@@ -286,7 +286,7 @@ def test_parse_inventory_reports_every_bad_row_with_number_and_field() -> None:
         _row("spaces", agency="Seoul City", name_ko="", name_en=" ", components=[]),
     ]
     with pytest.raises(InventoryError) as exc:
-        domain.parse_inventory(rows, first_row=2)
+        inventory_domain.parse_inventory(rows, first_row=2)
     assert _errors(exc) == [
         (4, "code", "invalid"), (4, "criticality", "invalid"), (4, "vcpus", "invalid"), (4, "ram_mb", "invalid"),
         (5, "code", "duplicate"),
@@ -312,24 +312,24 @@ def test_parse_inventory_names_each_dependency_cycle() -> None:
     rows = [_row("c", depends_on=["a"]), _row("a", depends_on=["b"]), _row("b", depends_on=["c"]),
             _row("d", depends_on=["e", "a"]), _row("e", depends_on=["d"]), _row("f", depends_on=["a"])]
     with pytest.raises(InventoryError) as exc:
-        domain.parse_inventory(rows)
+        inventory_domain.parse_inventory(rows)
     assert [(f.row, f.system, f.message) for f in exc.value.findings] == [
         (2, "a", "dependency cycle: a -> b -> c -> a"), (4, "d", "dependency cycle: d -> e -> d")]
 
 
 def test_find_cycles_ignores_what_only_leads_into_a_cycle() -> None:
     systems = [_system("x", "y"), _system("y", "x"), _system("z", "x"), _system("w", "w")]
-    assert domain.find_cycles(systems) == (("w", "w"), ("x", "y", "x"))
-    assert domain.find_cycles([_system("a", "b"), _system("b")]) == ()
+    assert inventory_domain.find_cycles(systems) == (("w", "w"), ("x", "y", "x"))
+    assert inventory_domain.find_cycles([_system("a", "b"), _system("b")]) == ()
 
 
 def test_inventory_rows_read_back_to_the_same_systems() -> None:
-    systems = domain.parse_inventory([_row("a", status="migrated", notes="pilot"), _row("b", depends_on=["a"],
+    systems = inventory_domain.parse_inventory([_row("a", status="migrated", notes="pilot"), _row("b", depends_on=["a"],
                                                                                       maintenance_window=None)])
     for flat in (False, True):
-        rows = domain.inventory_rows(systems, flat=flat)
-        assert domain.parse_inventory(rows) == systems
-    flat_row = domain.inventory_rows(systems, flat=True)[1]
+        rows = inventory_domain.inventory_rows(systems, flat=flat)
+        assert inventory_domain.parse_inventory(rows) == systems
+    flat_row = inventory_domain.inventory_rows(systems, flat=True)[1]
     assert flat_row["components"] == "os:HPE:HP-UX:11i v3; db:Oracle:Oracle Database:11g"
     assert (flat_row["depends_on"], flat_row["maintenance_window"]) == ("a", "")
 
@@ -339,22 +339,22 @@ def test_inventory_rows_read_back_to_the_same_systems() -> None:
 
 def test_waves_put_each_system_after_what_it_depends_on() -> None:
     systems = [_system("portal", "sso", "edms"), _system("edms", "sso"), _system("sso"), _system("stat")]
-    assignment = domain.plan_waves(systems, CATALOGUE)
+    assignment = planning.plan_waves(systems, CATALOGUE)
     assert assignment.waves == (("sso", "stat"), ("edms",), ("portal",))
     assert assignment.findings == ()
-    assert domain.check_waves(assignment.waves, systems, CATALOGUE) == ()
+    assert planning.check_waves(assignment.waves, systems, CATALOGUE) == ()
 
 
 def test_an_open_source_dependency_may_share_the_wave_and_runs_first() -> None:
     systems = [_system("app", "lib"), _system("lib", components=OPEN_STACK), _system("zzz", "app")]
-    assert domain.is_open_now(systems[1], CATALOGUE) and not domain.is_open_now(systems[0], CATALOGUE)
-    assert domain.plan_waves(systems, CATALOGUE).waves == (("lib", "app"), ("zzz",))
-    assert domain.check_waves([["app", "lib"], ["zzz"]], systems, CATALOGUE) == ()
+    assert matching.is_open_now(systems[1], CATALOGUE) and not matching.is_open_now(systems[0], CATALOGUE)
+    assert planning.plan_waves(systems, CATALOGUE).waves == (("lib", "app"), ("zzz",))
+    assert planning.check_waves([["app", "lib"], ["zzz"]], systems, CATALOGUE) == ()
 
 
 def test_a_migrated_dependency_constrains_nothing_and_an_unplanned_one_is_a_finding() -> None:
     systems = [_system("app", "done", "later"), _system("done", status=SystemStatus.MIGRATED), _system("later")]
-    assignment = domain.plan_waves(systems, CATALOGUE, planned=["app", "done", "ghost"])
+    assignment = planning.plan_waves(systems, CATALOGUE, planned=["app", "done", "ghost"])
     assert assignment.waves == (("app",),)
     assert [(f.code, f.system, f.field) for f in assignment.findings] == [
         ("system_migrated", "done", "status"), ("unknown_system", "ghost", "wave"),
@@ -364,33 +364,33 @@ def test_a_migrated_dependency_constrains_nothing_and_an_unplanned_one_is_a_find
 
 def test_waves_respect_a_size_limit() -> None:
     systems = [_system(c) for c in "abcde"] + [_system("f", "a")]
-    assignment = domain.plan_waves(systems, CATALOGUE, max_per_wave=2)
+    assignment = planning.plan_waves(systems, CATALOGUE, max_per_wave=2)
     assert assignment.waves == (("a", "b"), ("c", "d"), ("e", "f"))
-    with pytest.raises(domain.MigrationError, match="max_per_wave must be 1 or more"):
-        domain.plan_waves(systems, CATALOGUE, max_per_wave=0)
+    with pytest.raises(inventory_domain.MigrationError, match="max_per_wave must be 1 or more"):
+        planning.plan_waves(systems, CATALOGUE, max_per_wave=0)
 
 
 def test_a_dependency_cycle_is_an_error_that_names_it() -> None:
     systems = [_system("a", "b"), _system("b", "c"), _system("c", "a"), _system("d")]
     with pytest.raises(DependencyCycleError) as exc:
-        domain.plan_waves(systems, CATALOGUE)
+        planning.plan_waves(systems, CATALOGUE)
     assert str(exc.value) == "dependency cycle: a -> b -> c -> a"
     assert (exc.value.cycle, exc.value.system, exc.value.field) == (("a", "b", "c", "a"), "a", "depends_on")
     # Leaving one member out of the plan breaks the cycle (and reports the missing dependency instead).
-    assert domain.plan_waves(systems, CATALOGUE, planned=["a", "b"]).waves == (("b",), ("a",))
+    assert planning.plan_waves(systems, CATALOGUE, planned=["a", "b"]).waves == (("b",), ("a",))
 
 
 def test_check_waves_reports_every_broken_rule() -> None:
     systems = [_system("app", "db"), _system("db"), _system("web", "app"), _system("old", status=SystemStatus.MIGRATED)]
-    findings = domain.check_waves([["app", "db", "web"], ["db", "old", "nope"]], systems, CATALOGUE)
+    findings = planning.check_waves([["app", "db", "web"], ["db", "old", "nope"]], systems, CATALOGUE)
     assert [(f.code, f.system, f.wave) for f in findings] == [
         ("duplicate", "db", 2), ("system_migrated", "old", 2), ("unknown_system", "nope", 2),
         ("dependency_order", "app", 1), ("dependency_order", "web", 1)]
-    findings = domain.check_waves([["web"], ["app"], ["db"]], systems, CATALOGUE)
+    findings = planning.check_waves([["web"], ["app"], ["db"]], systems, CATALOGUE)
     assert [f.message for f in findings] == [
         "in wave 1, it depends on app in wave 2: it must migrate in a later wave than app",
         "in wave 2, it depends on db in wave 3: it must migrate in a later wave than db"]
-    same = domain.check_waves([["db", "app"], ["web"]], systems, CATALOGUE)
+    same = planning.check_waves([["db", "app"], ["web"]], systems, CATALOGUE)
     assert [f.message for f in same] == ["in wave 1, it depends on db in wave 1: it must migrate in a later wave "
                                          "than db (the same wave only when db is open source already)"]
 
@@ -399,17 +399,17 @@ def test_check_waves_reports_every_broken_rule() -> None:
 
 
 def test_the_smallest_flavor_that_fits_is_chosen() -> None:
-    assert domain.choose_flavor(1, 512, DEVCLOUD_FLAVORS) == SMALL
-    assert domain.choose_flavor(2, 1025, DEVCLOUD_FLAVORS) == MEDIUM
-    assert domain.choose_flavor(3, 1024, DEVCLOUD_FLAVORS) == LARGE
-    assert domain.choose_flavor(5, 1024, DEVCLOUD_FLAVORS) is None
+    assert planning.choose_flavor(1, 512, DEVCLOUD_FLAVORS) == SMALL
+    assert planning.choose_flavor(2, 1025, DEVCLOUD_FLAVORS) == MEDIUM
+    assert planning.choose_flavor(3, 1024, DEVCLOUD_FLAVORS) == LARGE
+    assert planning.choose_flavor(5, 1024, DEVCLOUD_FLAVORS) is None
     sized = [Flavor("d-small", 2, 2048, 20), Flavor("d-big", 2, 2048, 100)]
-    assert domain.choose_flavor(1, 1024, sized, disk_gb=50) == sized[1]
-    assert domain.choose_flavor(1, 1024, DEVCLOUD_FLAVORS, disk_gb=5000) == SMALL  # disk 0: no limit
+    assert planning.choose_flavor(1, 1024, sized, disk_gb=50) == sized[1]
+    assert planning.choose_flavor(1, 1024, DEVCLOUD_FLAVORS, disk_gb=5000) == SMALL  # disk 0: no limit
 
 
 def test_a_three_tier_system_gets_db_app_and_web_servers_with_its_roles_in_order() -> None:
-    plan = domain.plan_system(_system("moisweb"), CATALOGUE, DEVCLOUD_FLAVORS, wave=2)
+    plan = planning.plan_system(_system("moisweb"), CATALOGUE, DEVCLOUD_FLAVORS, wave=2)
     assert [(s.name, s.tier, s.flavor.name, s.disk_gb, s.roles) for s in plan.servers] == [
         ("moisweb-db-1", Tier.DB, "medium", 30, ("base", "postgresql", "data_migration")),
         ("moisweb-app-1", Tier.APP, "medium", 30, ("base", "tomcat", "app_deploy")),
@@ -431,11 +431,11 @@ def test_a_three_tier_system_gets_db_app_and_web_servers_with_its_roles_in_order
         ("weblogic", "Apache Tomcat 10.1", Grade.B), ("webtob", "nginx 1.22", Grade.A)]
     assert (plan.grade, plan.wave, plan.resources, plan.role_applications) == (
         Grade.B, 2, Resources(3, 6, 6144), 8)
-    assert plan.steps == domain.STEPS
+    assert plan.steps == planning.STEPS
 
 
 def test_stateless_tiers_scale_out_but_a_database_is_never_split() -> None:
-    plan = domain.plan_system(_system("big", components=(HPUX, WEBLOGIC, WEBTOB), vcpus=20, ram_mb=12000),
+    plan = planning.plan_system(_system("big", components=(HPUX, WEBLOGIC, WEBTOB), vcpus=20, ram_mb=12000),
                               CATALOGUE, DEVCLOUD_FLAVORS)
     # 10 vCPU and 6000 MB per tier: three large servers each (4 vCPU, 4096 MB).
     assert [(s.name, s.flavor.name) for s in plan.servers] == [
@@ -443,7 +443,7 @@ def test_stateless_tiers_scale_out_but_a_database_is_never_split() -> None:
         ("big-web-1", "large"), ("big-web-2", "large"), ("big-web-3", "large")]
     assert plan.data_moves == () and Step.MOVE_DATA not in plan.steps
     with pytest.raises(PlanningError) as exc:
-        domain.plan_system(_system("bigdb", vcpus=18, ram_mb=6000), CATALOGUE, DEVCLOUD_FLAVORS)
+        planning.plan_system(_system("bigdb", vcpus=18, ram_mb=6000), CATALOGUE, DEVCLOUD_FLAVORS)
     finding = exc.value.findings[0]
     assert (finding.code, finding.system, finding.field) == ("no_flavor", "bigdb", "vcpus")
     assert finding.message == ("the db tier needs 6 vCPU, 2000 MB and 30 GB (1/3 of the system's size) and no flavor "
@@ -452,47 +452,47 @@ def test_stateless_tiers_scale_out_but_a_database_is_never_split() -> None:
 
 
 def test_systems_without_an_app_server_deploy_behind_nginx_or_get_a_bare_host() -> None:
-    static = domain.plan_system(_system("site", components=(CENTOS, POSTGRES, NGINX1), vcpus=2, ram_mb=2048),
+    static = planning.plan_system(_system("site", components=(CENTOS, POSTGRES, NGINX1), vcpus=2, ram_mb=2048),
                                 CATALOGUE, DEVCLOUD_FLAVORS)
     assert [(s.name, s.flavor.name, s.roles) for s in static.servers] == [
         ("site-db-1", "small", ("base", "postgresql", "data_migration")),
         ("site-web-1", "small", ("base", "nginx", "app_deploy"))]
-    bare = domain.plan_system(_system("batch", components=(HPUX,), vcpus=1, ram_mb=512), CATALOGUE,
+    bare = planning.plan_system(_system("batch", components=(HPUX,), vcpus=1, ram_mb=512), CATALOGUE,
                               DEVCLOUD_FLAVORS)
     assert [(s.name, s.roles) for s in bare.servers] == [("batch-app-1", ("base",))]
 
 
 def test_a_system_with_an_unknown_component_cannot_be_planned() -> None:
     with pytest.raises(PlanningError) as exc:
-        domain.plan_system(_system("odd", components=(HPUX, TMAX, ORACLE, TMAX)), CATALOGUE, DEVCLOUD_FLAVORS)
+        planning.plan_system(_system("odd", components=(HPUX, TMAX, ORACLE, TMAX)), CATALOGUE, DEVCLOUD_FLAVORS)
     assert [(f.code, f.system, f.field) for f in exc.value.findings] == [
         ("unknown_component", "odd", "components[1]"), ("unknown_component", "odd", "components[3]")]
     assert (exc.value.system, exc.value.field) == ("odd", "components[1]")
 
 
 def _wave(number: int, *systems: System) -> WavePlan:
-    return WavePlan(number, tuple(domain.plan_system(s, CATALOGUE, DEVCLOUD_FLAVORS, wave=number) for s in systems))
+    return WavePlan(number, tuple(planning.plan_system(s, CATALOGUE, DEVCLOUD_FLAVORS, wave=number) for s in systems))
 
 
 def test_capacity_is_checked_cumulatively_wave_after_wave() -> None:
     # Each system: 3 medium servers = 3 instances, 6 cores, 6144 MB.
     waves = [_wave(1, _system("a1"), _system("b1", agency="BUSAN")), _wave(2, _system("a2"), _system("a3"))]
-    quotas = {"MOIS": Quota(Resources(20, 15, domain.UNLIMITED), in_use=Resources(2, 4, 4096)),
-              "BUSAN": Quota(Resources(domain.UNLIMITED, domain.UNLIMITED, domain.UNLIMITED))}
-    findings = domain.check_capacity(waves, quotas, Resources(domain.UNLIMITED, 100, 20000))
+    quotas = {"MOIS": Quota(Resources(20, 15, inventory_domain.UNLIMITED), in_use=Resources(2, 4, 4096)),
+              "BUSAN": Quota(Resources(UNLIMITED, UNLIMITED, UNLIMITED))}
+    findings = planning.check_capacity(waves, quotas, Resources(inventory_domain.UNLIMITED, 100, 20000))
     assert [(f.code, f.field, f.system, f.agency, f.wave) for f in findings] == [
         ("over_quota", "quota.cores", "a2", "MOIS", 2),
         ("over_cloud_capacity", "cloud.ram_mb", "a3", "MOIS", 2)]
     assert findings[0].message == "wave 2: a2 takes MOIS over its quota of 15 cores: 4 in use + 12 planned = 16"
     assert findings[1].message == "wave 2: a3 takes the plan over the cloud's free MB of RAM: 24576 planned, 20000 free"
-    missing = domain.check_capacity(waves[:1], {}, Resources(-1, -1, -1))
+    missing = planning.check_capacity(waves[:1], {}, Resources(-1, -1, -1))
     assert [(f.code, f.agency) for f in missing] == [("no_quota", "MOIS"), ("no_quota", "BUSAN")]
 
 
 def test_the_plan_renders_like_terraform_and_serialises_to_json() -> None:
     systems = [_system("moisweb", "moisdb"), _system("moisdb", vcpus=3, ram_mb=1500, disk_gb=30, data_gb=10),
                _system("odd", components=(CENTOS, TMAX))]
-    plan = domain.plan_migration(systems, CATALOGUE, DEVCLOUD_FLAVORS,
+    plan = planning.plan_migration(systems, CATALOGUE, DEVCLOUD_FLAVORS,
                                  quotas={"MOIS": Quota(Resources(10, 20, 20480))}, cloud_free=Resources(-1, -1, -1))
     assert [[s.system for s in w.systems] for w in plan.waves] == [["moisdb"], ["moisweb"]]
     assert [(f.code, f.system, f.wave) for f in plan.findings] == [("unknown_component", "odd", 1)]
@@ -523,13 +523,13 @@ def test_the_plan_renders_like_terraform_and_serialises_to_json() -> None:
 
 def test_the_plan_uses_given_waves_and_reports_their_order_and_capacity() -> None:
     systems = [_system("web", "db"), _system("db")]
-    plan = domain.plan_migration(systems, CATALOGUE, DEVCLOUD_FLAVORS, waves=[["web", "db"]],
+    plan = planning.plan_migration(systems, CATALOGUE, DEVCLOUD_FLAVORS, waves=[["web", "db"]],
                                  quotas={"MOIS": Quota(Resources(4, 100, 100000))}, cloud_free=Resources(-1, -1, -1))
     # Inside a wave the plan runs dependencies first, whatever order the operator wrote.
     assert [s.system for s in plan.waves[0].systems] == ["db", "web"]
     assert [(f.code, f.field) for f in plan.findings] == [
         ("dependency_order", "wave"), ("over_quota", "quota.instances")]
-    ok = domain.plan_migration(systems, CATALOGUE, DEVCLOUD_FLAVORS, waves=[["db"], ["web"]],
+    ok = planning.plan_migration(systems, CATALOGUE, DEVCLOUD_FLAVORS, waves=[["db"], ["web"]],
                                quotas={"MOIS": Quota(Resources(6, 12, 12288))}, cloud_free=Resources(-1, -1, -1))
     assert ok.ok and ok.render().endswith("Plan: 6 to create, 16 roles to apply, 2 data moves.")
 
@@ -538,38 +538,38 @@ def test_the_plan_uses_given_waves_and_reports_their_order_and_capacity() -> Non
 
 
 def test_next_step_follows_the_sequence_and_the_cutover_needs_approval() -> None:
-    assert domain.next_step([]) is Step.PRECHECK
-    assert domain.next_step(["precheck", "provision", "configure", "move_data", "verify"]) is Step.CUTOVER
+    assert planning.next_step([]) is Step.PRECHECK
+    assert planning.next_step(["precheck", "provision", "configure", "move_data", "verify"]) is Step.CUTOVER
     assert Step.CUTOVER.needs_approval and not Step.VERIFY.needs_approval
-    assert domain.next_step(domain.STEPS) is None
-    without_data = tuple(s for s in domain.STEPS if s is not Step.MOVE_DATA)
-    assert domain.next_step([Step.PRECHECK, Step.PROVISION, Step.CONFIGURE], steps=without_data) is Step.VERIFY
+    assert planning.next_step(planning.STEPS) is None
+    without_data = tuple(s for s in planning.STEPS if s is not Step.MOVE_DATA)
+    assert planning.next_step([Step.PRECHECK, Step.PROVISION, Step.CONFIGURE], steps=without_data) is Step.VERIFY
 
 
 def test_steps_done_out_of_order_are_refused() -> None:
     with pytest.raises(StepError, match=r"^move_data is done but provision is not: steps run in order"):
-        domain.next_step(["precheck", "move_data"])
+        planning.next_step(["precheck", "move_data"])
     with pytest.raises(StepError, match="'bake' is not a valid Step"):
-        domain.next_step(["bake"])
+        planning.next_step(["bake"])
     with pytest.raises(StepError, match="move_data is not a step of this migration"):
-        domain.next_step(["precheck", "move_data"], steps=(Step.PRECHECK, Step.PROVISION))
+        planning.next_step(["precheck", "move_data"], steps=(Step.PRECHECK, Step.PROVISION))
 
 
 def test_rollback_undoes_what_was_done_last_first() -> None:
-    assert domain.rollback_steps([]) == ()
-    assert domain.rollback_steps(["precheck"]) == ()
-    assert domain.rollback_steps(["precheck"], failed="provision") == (Step.PROVISION,)
+    assert planning.rollback_steps([]) == ()
+    assert planning.rollback_steps(["precheck"]) == ()
+    assert planning.rollback_steps(["precheck"], failed="provision") == (Step.PROVISION,)
     done = ["precheck", "provision", "configure", "move_data", "verify", "cutover"]
-    assert domain.rollback_steps(done) == (Step.CUTOVER, Step.MOVE_DATA, Step.PROVISION)
-    assert domain.rollback_steps(done[:3], failed=Step.MOVE_DATA) == (Step.MOVE_DATA, Step.PROVISION)
+    assert planning.rollback_steps(done) == (Step.CUTOVER, Step.MOVE_DATA, Step.PROVISION)
+    assert planning.rollback_steps(done[:3], failed=Step.MOVE_DATA) == (Step.MOVE_DATA, Step.PROVISION)
     assert Step.CUTOVER.undo is not None and "legacy backends" in Step.CUTOVER.undo
     assert Step.VERIFY.undo is None
     with pytest.raises(StepError, match="retire has started"):
-        domain.rollback_steps(done, failed="retire")
+        planning.rollback_steps(done, failed="retire")
     with pytest.raises(StepError, match="retire has started"):
-        domain.rollback_steps(domain.STEPS)
+        planning.rollback_steps(planning.STEPS)
     with pytest.raises(StepError, match=r"^verify cannot have failed: the next step is configure$"):
-        domain.rollback_steps(["precheck", "provision"], failed="verify")
+        planning.rollback_steps(["precheck", "provision"], failed="verify")
 
 
 # --------------------------------------------------------------------------- adoption
@@ -582,15 +582,15 @@ def test_adoption_counts_open_source_components_now_and_after_the_plan() -> None
         _system("a3", components=(CENTOS, TMAX)),  # 1 open, 1 unknown: cannot migrate, stays as it is
         _system("b1", agency="BUSAN", components=(HPUX, POSTGRES)),
     ]
-    rows = domain.adoption(systems, CATALOGUE)
+    rows = matching.adoption(systems, CATALOGUE)
     assert [(r.agency, r.components, r.open_now, r.open_after, r.unknown) for r in rows] == [
         ("BUSAN", 2, 1, 2, 0), ("MOIS", 10, 5, 9, 1)]
     assert (rows[1].share_now, rows[1].share_after) == (0.5, 0.9)
     assert rows[1].to_dict() == {"agency": "MOIS", "components": 10, "open_now": 5, "open_after": 9, "unknown": 1,
                                  "share_now": 0.5, "share_after": 0.9}
-    only_b = domain.adoption(systems, CATALOGUE, planned=["b1"])
+    only_b = matching.adoption(systems, CATALOGUE, planned=["b1"])
     assert [(r.agency, r.open_after) for r in only_b] == [("BUSAN", 2), ("MOIS", 5)]
-    total = domain.total_adoption(rows)
+    total = matching.total_adoption(rows)
     assert (total.agency, total.components, total.open_now, total.open_after) == ("ALL", 12, 6, 11)
 
 
@@ -615,8 +615,8 @@ def _opening(port_min: int | None, port_max: int | None = None, remote: str = "0
     return ingress.Opening(protocol, port_min, port_max if port_max is not None else port_min, remote)
 
 
-def _minwon_plan(networks: dict[str, ingress.AgencyNetwork]) -> domain.MigrationPlan:
-    plan = domain.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={},
+def _minwon_plan(networks: dict[str, ingress.AgencyNetwork]) -> planning.MigrationPlan:
+    plan = planning.plan_migration([_system("minwon")], CATALOGUE, DEVCLOUD_FLAVORS, quotas={},
                                  cloud_free=Resources(-1, -1, -1))
     return ingress.with_warnings(plan, networks)
 
@@ -653,8 +653,8 @@ def test_warnings_do_not_stop_a_plan_and_are_listed_after_its_findings() -> None
 
 
 def test_only_the_tiers_a_system_has_need_traffic() -> None:
-    app_only = domain.plan_system(_system("app", components=(HPUX, WEBLOGIC)), CATALOGUE, DEVCLOUD_FLAVORS)
+    app_only = planning.plan_system(_system("app", components=(HPUX, WEBLOGIC)), CATALOGUE, DEVCLOUD_FLAVORS)
     assert [port for _, port, _ in ingress.traffic_needs(app_only, "10.81.3.0/24")] == [22, 8080]
-    db_only = domain.plan_system(_system("db", components=(HPUX, ORACLE), vcpus=2, ram_mb=2048), CATALOGUE,
+    db_only = planning.plan_system(_system("db", components=(HPUX, ORACLE), vcpus=2, ram_mb=2048), CATALOGUE,
                                  DEVCLOUD_FLAVORS)
     assert [port for _, port, _ in ingress.traffic_needs(db_only, "10.81.3.0/24")] == [22]

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from controlplane.migration import domain
-from controlplane.migration.execution import (
+from controlplane.inventory import domain as inventory_domain
+from controlplane.inventory import planning
+from controlplane.waves.domain import (
     ALLOWED,
     Control,
     State,
@@ -26,7 +27,7 @@ def _plan(*tiers: tuple[str, tuple[str, ...]], data: bool = False) -> dict[str, 
     servers = [{"name": f"s-{tier}-1", "tier": tier, "roles": ["base", *roles], "image": "debian-12",
                 "flavor": {"name": "small", "vcpus": 1, "ram_mb": 1024}} for tier, roles in tiers]
     moves = [{"database": "s", "server": "s-db-1", "format": "sql"}] if data else []
-    steps = [s.value for s in domain.STEPS if s is not domain.Step.MOVE_DATA or data]
+    steps = [s.value for s in planning.STEPS if s is not planning.Step.MOVE_DATA or data]
     return {"system": "s", "servers": servers, "data_moves": moves, "steps": steps}
 
 
@@ -59,11 +60,11 @@ def test_retry_from_a_step():
     assert retry_from(steps, done, None) == done
     assert retry_from(steps, done, "configure") == ["precheck", "provision"]
     assert retry_from(steps, done, "move_data") == done
-    with pytest.raises(domain.StepError, match="verify cannot run before move_data is done"):
+    with pytest.raises(inventory_domain.StepError, match="verify cannot run before move_data is done"):
         retry_from(steps, done, "verify")
-    with pytest.raises(domain.StepError, match="nope is not a step"):
+    with pytest.raises(inventory_domain.StepError, match="nope is not a step"):
         retry_from(steps, done, "nope")
-    with pytest.raises(domain.StepError, match="retire is done"):
+    with pytest.raises(inventory_domain.StepError, match="retire is done"):
         retry_from(steps, steps, "cutover")
 
 

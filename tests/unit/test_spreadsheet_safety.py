@@ -22,8 +22,8 @@ from controlplane.compliance import tabular
 from controlplane.compliance.domain import ShareStatus
 from controlplane.compliance.schemas import ShareRead, ShareReport, ShareRow
 from controlplane.errors import InvalidInput
-from controlplane.migration import catalogue as files
-from controlplane.migration.domain import InventoryError
+from controlplane.inventory import files
+from controlplane.inventory.domain import InventoryError
 
 MiB = 1024 * 1024
 SHEET = "xl/worksheets/sheet1.xml"
