@@ -17,8 +17,9 @@ import openstack
 KEYSTONE = "http://127.0.0.1:5000/v3"
 REGION = "RegionOne"
 SERVICE_USERS = ("glance", "placement", "nova", "neutron")
-# Disk 0: the flavor does not limit the disk (the hosts are containers; plans size disks themselves).
-FLAVORS = {"small": (1, 1024, 0), "medium": (2, 2048, 0), "large": (4, 4096, 0)}
+# Root disks of 1 TB: the hosts are containers whose disks are not allocated, so plans (which read these flavors)
+# size servers by vCPU and RAM as with DEVCLOUD_FLAVORS; Nova refuses image-backed servers a flavor of disk 0.
+FLAVORS = {"small": (1, 1024, 1000), "medium": (2, 2048, 1000), "large": (4, 4096, 1000)}
 IMAGE = "debian-12"
 NETWORK, SUBNET, CIDR = "devcloud-net", "devcloud-subnet", "10.78.0.0/24"
 

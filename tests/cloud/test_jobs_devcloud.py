@@ -45,8 +45,9 @@ def api(tmp_path_factory: pytest.TempPathFactory, ssh_key: Any) -> Iterator[tupl
     with transaction(sessions) as session:
         auth_service.create_user(session, clock=Clock(), actor="test", data=UserCreate(
             username="ops", password=PASSWORD, role=Role.OPERATOR))
-    settings = Settings(env="test", database_url=url, data_dir=tmp_path_factory.mktemp("data"), cloud="",
-                        metrics_refresh_seconds=3600)
+    data = tmp_path_factory.mktemp("data")
+    settings = Settings(env="test", database_url=url, data_dir=data, cloud="", metrics_refresh_seconds=3600,
+                        workflows=True, workflows_database_url=f"sqlite:///{data / 'workflows.db'}")
     with TestClient(create_app(settings)) as client:
         token = client.post("/api/v1/auth/token", json={"username": "ops", "password": PASSWORD}).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}

@@ -253,7 +253,7 @@ def _onboard(estate: Estate, devcloud: Any, ssh_key: Any) -> None:
                              "ingress": ingress, "public_key": ssh_key.public})
     assert response.status_code == 201, response.text
     accepted = estate.post(f"/cloud/agencies/{estate.agency}/onboarding/apply")
-    estate.wait(lambda: estate.get(accepted["url"].removeprefix("/api/v1"))["status"] not in ("pending", "running"),
+    estate.wait(lambda: estate.get(accepted["url"].removeprefix("/api/v1"))["status"] not in ("queued", "running"),
                 "onboarding", timeout=600)
     assert estate.get(accepted["url"].removeprefix("/api/v1"))["status"] == "succeeded"
     response = httpx.put(f"{estate.server.url}/api/v1/credentials/migration-root", headers=estate.headers,
