@@ -2,7 +2,7 @@
 settings, for the tests that start one; waiting for one to answer, killing one with everything below it (what a
 power cut does) or stopping it; a listener that counts the requests it gets.
 
-    from servers import CountingListener, free_port, kill_tree, server_env, stop_process, wait_healthy
+    from servers import CountingListener, free_port, kill_tree, run_controlplane, server_env, stop_process, wait_healthy
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,14 @@ def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env.update({"CP_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
     env.update({f"CP_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+def run_controlplane(root: Path, env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """`controlplane ARGS` as a new process in `root` with `env` (a real command line); its output, exit 0 asserted."""
+    result = subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=root, env=env, input=stdin,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"controlplane {' '.join(args)}: {result.stdout}\n{result.stderr}"
+    return result.stdout
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float = 60) -> None:

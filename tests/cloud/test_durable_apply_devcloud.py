@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import free_port, kill_tree, server_env, stop_process, wait_healthy
+from servers import free_port, kill_tree, run_controlplane, server_env, stop_process, wait_healthy
 from sqlalchemy import create_engine, text
 
 from tests.cloud.test_cloud_api_devcloud import _conn, _delete_everything_of
@@ -32,9 +32,7 @@ class Place:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def cli(self, *args: str, stdin: str | None = None) -> None:
-        result = subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=self.root, env=self.env,
-                                input=stdin, capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0, f"controlplane {' '.join(args)}: {result.stdout}\n{result.stderr}"
+        run_controlplane(self.root, self.env, *args, stdin=stdin)
 
     def serve(self, name: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()

@@ -30,7 +30,7 @@ import psutil
 import pytest
 from components import missing
 from conftest import PASSWORD, PG_ADMIN_URL
-from servers import free_port, kill_tree, process_tree, server_env, stop_process, wait_healthy
+from servers import free_port, kill_tree, process_tree, run_controlplane, server_env, stop_process, wait_healthy
 
 API = "/api/v1"
 SERVER_START_SECONDS = 60
@@ -94,9 +94,7 @@ class Place:
         return self.root / "probe.log"
 
     def cli(self, *args: str, stdin: str | None = None) -> None:
-        result = subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=self.root, env=self.env,
-                                input=stdin, capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0, f"controlplane {' '.join(args)}: {result.stdout}\n{result.stderr}"
+        run_controlplane(self.root, self.env, *args, stdin=stdin)
 
     def start(self, name: str, **settings: str) -> Server:
         port = free_port()
