@@ -47,7 +47,8 @@ def request_job(session: Session, *, ctx: AppContext, actor: audit.Actor, data: 
     """Record a pending job (the caller submits it once its transaction has committed, or runs it itself when
     `foreground`: the CLI)."""
     job = service.request_job(session, clock=ctx.clock, actor=actor, box=secret_box(ctx.settings), data=data,
-                              runner=process_identity(), artifacts=ctx.settings.effective_artifacts_dir)
+                              runner=process_identity(), artifacts=ctx.settings.effective_artifacts_dir,
+                              queued=not foreground)
     if not foreground:
         ctx.durable("jobs")  # after the checks: bad input is a 422 either way; the caller's rollback drops the row
     return job

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.auth.models import Agency
@@ -60,6 +60,9 @@ class Job(Base):
     requested_by: Mapped[str] = mapped_column(String(64))
     requested_by_user_id: Mapped[int | None] = mapped_column(Integer, default=None)
     runner: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Handed to the playbook queue; False when its requester runs it itself (a migration step, the CLI's `jobs run`):
+    # the engine must never queue such a job a second time (it would race its requester for the hosts).
+    queued: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -163,9 +163,10 @@ def hosts_of(job: Job) -> list[domain.JobHost]:
 
 
 def request_job(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, data: JobIn,
-                runner: str, artifacts: Path) -> Job:
+                runner: str, artifacts: Path, queued: bool = True) -> Job:
     """Record a job as pending; its secrets are sealed in the row until it ends. The files its variables name are
-    recorded as their real paths inside the artifacts directory (anything else is refused)."""
+    recorded as their real paths inside the artifacts directory (anything else is refused). Not `queued`: its
+    requester runs it itself."""
     hosts = [domain.JobHost(name=h.name, address=h.address, groups=tuple(h.groups), vars=h.vars) for h in data.hosts]
     try:
         domain.validate_job(data.playbook, hosts, data.extravars, data.secrets, data.limit)
@@ -183,7 +184,7 @@ def request_job(session: Session, *, clock: Clock, actor: audit.Actor, box: Secr
         secrets_sealed=box.seal(json.dumps(data.secrets)) if data.secrets else None, limit=data.limit,
         timeout_seconds=data.timeout_seconds, verify=data.verify, cancel_requested=False,
         requested_by=_actor_name(actor), requested_by_user_id=actor.user_id if isinstance(actor, Principal) else None,
-        runner=runner, created_at=clock.now(),
+        runner=runner, queued=queued, created_at=clock.now(),
     )
     session.add(job)
     session.flush()
@@ -330,8 +331,9 @@ def fail_job(session: Session, *, clock: Clock, job_id: str, explanation: str) -
 
 
 def pending_jobs(session: Session) -> list[str]:
-    """The ids of the jobs waiting for the engine, oldest first."""
-    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.PENDING.value).order_by(Job.created_at)))
+    """The ids of the jobs waiting for the engine, oldest first (not those their requester runs itself)."""
+    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.PENDING.value, Job.queued)
+                                .order_by(Job.created_at)))
 
 
 def status_of(session: Session, *, job_id: str) -> str | None:

@@ -242,7 +242,7 @@ def _run_jobs(ctx: AppContext, migration_id: str, run_id: int, specs: tuple[JobS
             try:
                 job = job_service.request_job(session, clock=ctx.clock, actor=f"migration:{facts.system}",
                                               box=secret_box(ctx.settings), data=data, runner=process_identity(),
-                                              artifacts=ctx.settings.effective_artifacts_dir)
+                                              artifacts=ctx.settings.effective_artifacts_dir, queued=False)
             except InvalidInput as exc:  # e.g. an artifact removed since the wave was made
                 raise StepFailed(f"{spec.what}: {exc.message}") from None
             job_id = job.id

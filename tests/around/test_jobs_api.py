@@ -410,22 +410,27 @@ def test_a_job_a_stop_cut_short_ends_interrupted_and_one_never_queued_runs(autom
     ctx = automation.client.app.state.ctx
     ids = {}
     with transaction(automation.sessions) as session:
-        for name in ("cut-short", "never-queued"):
+        for name in ("cut-short", "never-queued", "run-by-its-requester"):
             job = service.request_job(session, clock=clock, actor="ops1", box=secret_box(ctx.settings),
                                       data=JobIn.model_validate(_job()), runner="gone:1:1",
-                                      artifacts=ctx.settings.effective_artifacts_dir)
+                                      artifacts=ctx.settings.effective_artifacts_dir,
+                                      queued=name != "run-by-its-requester")
             ids[name] = job.id
         session.get(Job, ids["cut-short"]).status = "running"  # as a server stopped while it ran leaves it
     # What the engine does when it recovers the workflow of the job cut short: its step runs again.
     ctx.workflows.enqueue(flows.PLAYBOOK_QUEUE, flows.JOB_WORKFLOW, ids["cut-short"],
                           workflow_id=f"job-{ids['cut-short']}")
-    assert flows.resume_unqueued(ctx) == 1  # the pending one, recorded but never handed to the engine
+    # The pending one, recorded but never handed to the engine; not the one a migration step (or the CLI) is about
+    # to run itself: queued too, the two would race for the same hosts.
+    assert flows.resume_unqueued(ctx) == 1
     automation.wait()
     cut = automation.client.get(f"/api/v1/jobs/{ids['cut-short']}", headers=operator).json()
     assert cut["status"] == "failed" and cut["explanation"].startswith("interrupted: the server stopped")
     assert automation.client.get(f"/api/v1/jobs/{ids['never-queued']}", headers=operator).json()["status"] == \
         "successful"
     assert len(automation.runner.jobs) == 1  # the job cut short was not run again
+    assert automation.client.get(f"/api/v1/jobs/{ids['run-by-its-requester']}", headers=operator).json()["status"] \
+        == "pending"
     assert SECRET not in _all_text(automation.sessions)
 
 

@@ -363,7 +363,8 @@ def test_a_wave_of_three_dependent_systems_migrates_end_to_end(waves: Estate, ti
     estate = waves
     wave = estate.wave("wave-1")
     assert {m["system"]: m["state"] for m in wave["migrations"]} == \
-        {"m-db": "awaiting_approval", "m-app": "awaiting_approval", "m-rpt": "awaiting_approval"}, wave
+        {"m-db": "awaiting_approval", "m-app": "awaiting_approval", "m-rpt": "awaiting_approval"}, \
+        {m["system"]: (m["state"], m["step"], m["error"]) for m in wave["migrations"]}
     address = estate.front.addresses[0]
     assert LEGACY_APP in _front_page(address)  # nothing is switched before the approval
     # the data arrived whole: the verify step's testinfra evidence has the data checks passing on both db servers
@@ -398,7 +399,8 @@ def test_a_configure_failure_stops_that_system_only_and_a_retry_finishes_it(wave
     failed = estate.migration("wave-2", "c-app")
     assert failed["state"] == "failed" and failed["step"] == "configure", failed
     assert "c-app-app-1" in failed["error"], failed["error"]
-    assert estate.migration("wave-2", "c-db")["state"] == "awaiting_approval"
+    c_db = estate.migration("wave-2", "c-db")
+    assert c_db["state"] == "awaiting_approval", (c_db["step"], c_db["error"])
     # the cause is fixed: the WAR on the control plane is the one its checksum names again
     (estate.files / "c-app.war").write_bytes((estate.files / "minwon.war").read_bytes())
     estate.post(f"/migrations/{failed['id']}/retry")
