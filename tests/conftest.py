@@ -178,6 +178,14 @@ def login(client: TestClient, make_user: Callable[..., str]) -> Callable[..., di
     return _login
 
 
+@pytest.fixture
+def engine_on() -> bool:
+    """Whether the test's app runs the durable engine. A test parametrizes it off
+    (`@pytest.mark.parametrize("engine_on", [False])`) to run the engine elsewhere (the CLI), or when what it proves
+    happens before any work is handed over (input refused): the same answer, without an engine's start and stop."""
+    return True
+
+
 # --- the real local OpenStack dev cloud (tests marked devcloud, run in one process after the others) ---------
 # Brought up once per run and taken down if this run started it (down checks that nothing it made is left).
 # CP_DEVCLOUD_KEEP=1 leaves a cloud this run started running afterwards (faster local reruns).

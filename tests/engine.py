@@ -29,7 +29,10 @@ def workflows_database(settings: Settings, tmp_path: Path) -> Iterator[str]:
 
 
 @contextmanager
-def engine_settings(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """`settings` with the durable engine on, on a system database of the test's own."""
+def engine_settings(settings: Settings, tmp_path: Path, *, on: bool = True) -> Iterator[Settings]:
+    """`settings` with the durable engine on, on a system database of the test's own (`on` False: off)."""
+    if not on:
+        yield settings.model_copy(update={"workflows": False})
+        return
     with workflows_database(settings, tmp_path) as url:
         yield settings.model_copy(update={"workflows": True, "workflows_database_url": url})

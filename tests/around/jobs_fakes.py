@@ -117,11 +117,12 @@ class Automation:
 
 
 @pytest.fixture
-def automation(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session],
-               tmp_path: Path) -> Iterator[Automation]:
+def automation(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session], tmp_path: Path,
+               engine_on: bool) -> Iterator[Automation]:
     runner, checks = FakeRunner(), FakeChecks()
     # Two playbook runs at once (CP_PLAYBOOK_CONCURRENCY): the tests fill the queue to see a job wait.
-    with engine_settings(settings.model_copy(update={"playbook_concurrency": 2}), tmp_path) as with_engine:
+    with engine_settings(settings.model_copy(update={"playbook_concurrency": 2}), tmp_path,
+                         on=engine_on) as with_engine:
         app = create_app(with_engine, clock=clock, playbook_runner=runner, check_runner=checks)
         with TestClient(app) as client:
             def wait() -> None:

@@ -30,7 +30,7 @@ from controlplane.cloud import flows as cloud_flows
 from controlplane.config import Settings
 from controlplane.db import transaction
 from controlplane.inventory.models import AgencySystem
-from tests.engine import workflows_database
+from tests.engine import engine_settings
 
 API = "/api/v1"
 ACTIVE = ("queued", "running", "rolling_back")
@@ -165,22 +165,15 @@ class EngineApp:
 
 
 @pytest.fixture
-def engine_on() -> bool:
-    """Whether the app runs the engine (a test parametrizes it off to run the engine elsewhere: the CLI)."""
-    return True
-
-
-@pytest.fixture
 def engine_app(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session], catalogue: Any,
                make_user: Callable[..., str], ssh_private_key: str, tmp_path: Path,
                engine_on: bool) -> Iterator[EngineApp]:
     """The app with the engine on, MOIS onboarded on the fake cloud, the three systems, an operator and the
     credential `hosts-root`."""
     fake, runner, checks = MigrationCloud(), FakeRunner(), FakeChecks()
-    with workflows_database(settings, tmp_path) as workflows_url:
-        yield from _engine_app(settings.model_copy(update={"workflows": engine_on,
-                                                           "workflows_database_url": workflows_url}),
-                               clock, sessions, make_user, ssh_private_key, tmp_path, fake, runner, checks)
+    with engine_settings(settings, tmp_path, on=engine_on) as with_engine:
+        yield from _engine_app(with_engine, clock, sessions, make_user, ssh_private_key, tmp_path, fake, runner,
+                               checks)
 
 
 def _engine_app(engine_settings: Settings, clock: FixedClock, sessions: sessionmaker[Session],
@@ -201,14 +194,11 @@ def _engine_app(engine_settings: Settings, clock: FixedClock, sessions: sessionm
                                json=SPEC | {"quotas": {**SPEC["quotas"], "instances": 10}})
         assert onboarded.status_code in (200, 201), onboarded.text
         ctx = app.state.ctx
-        if ctx.workflows is not None:
-            assert client.post(f"{API}/cloud/agencies/MOIS/onboarding/apply", headers=ops).status_code == 202
-            assert ctx.workflows.wait_idle(timeout=15)
-        else:  # a server without the engine takes no apply: apply as the CLI does, in the foreground
-            with transaction(sessions) as session:
-                operation_id = cloud_flows.request_apply(session, ctx=ctx, actor="test", code="MOIS",
-                                                         foreground=True).id
-            assert cloud_flows.run_apply(ctx, operation_id=operation_id) is not None
+        # Applied in the foreground, as the CLI does (through the engine's queue it is tested elsewhere: here it
+        # would only wait a second for the queue's first poll).
+        with transaction(sessions) as session:
+            operation_id = cloud_flows.request_apply(session, ctx=ctx, actor="test", code="MOIS", foreground=True).id
+        assert cloud_flows.run_apply(ctx, operation_id=operation_id) is not None
         with transaction(sessions) as session:
             agency = session.scalar(select(Agency).where(Agency.code == "MOIS"))
             assert agency is not None

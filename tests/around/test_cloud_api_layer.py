@@ -182,10 +182,10 @@ class FakeCloud:
 # --- fixtures and helpers ---------------------------------------------------------------------------
 
 @pytest.fixture
-def client(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session],
-           tmp_path: Path) -> Iterator[TestClient]:
+def client(settings: Settings, clock: FixedClock, sessions: sessionmaker[Session], tmp_path: Path,
+           engine_on: bool) -> Iterator[TestClient]:
     """The app with its durable engine (applies run on it), on an emptied database."""
-    with engine_settings(settings, tmp_path) as with_engine, \
+    with engine_settings(settings, tmp_path, on=engine_on) as with_engine, \
             TestClient(create_app(with_engine, clock=clock)) as test_client:
         yield test_client
 
@@ -289,6 +289,7 @@ def test_put_spec_creates_then_updates_and_audits_only_real_changes(client, admi
         "172.16.8.0/24"
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize("spec,field", [
     ({"cidr": "not-a-network"}, "cidr"),
     ({"cidr": "8.8.8.0/24"}, "cidr"),
@@ -918,6 +919,7 @@ def test_an_operator_saves_the_spec_on_the_agency_page_and_it_is_audited(client,
     assert again.status_code == 303 and len(_audit(sessions)) == 2
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize("change,field,status", [
     ({"cores": "-1"}, "quotas.cores", 422),
     ({"instances": "many"}, "quotas.instances", 422),

@@ -61,6 +61,7 @@ def test_a_credential_is_stored_sealed_and_shown_by_its_fingerprint(automation: 
     assert (rotated.json()["username"], rotated.json()["known_hosts_entries"]) == ("deploy", 1)
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize(("body", "field", "reason"), [
     ({"private_key": "not a key"}, "private_key", "not an OpenSSH or PEM private key"),
     ({"private_key": "k", "username": "Root!"}, "username", "String should match pattern"),
@@ -219,6 +220,7 @@ def test_a_runner_that_breaks_fails_the_job_without_details(automation: Any, ope
 
 # --- bad input -------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize(("overrides", "status", "field", "reason"), [
     ({"playbook": "rm.yml"}, 422, "playbook", "unknown playbook 'rm.yml'"),
     ({"hosts": []}, 422, "hosts", "at least 1 item"),

@@ -469,6 +469,7 @@ def test_cli_jobs_run_in_the_foreground_with_progress_and_exit_codes(
     assert automation.runner.jobs[-1].limit == "web-1" and len(automation.checks.requests) == checks_before + 1
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize(("args", "hosts", "message"), [
     ([], "nope", "--hosts-file: cannot read"),
     ([], "- name: web-1\n  address: [unclosed\n", "--hosts-file: "),

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from jobs_fakes import ssh_private_key  # noqa: F401  (fixture)
-from migration_fakes import API, EngineApp, engine_app, engine_on, wave_body  # noqa: F401
+from migration_fakes import API, EngineApp, engine_app, wave_body  # noqa: F401
 from sqlalchemy import func, select
 
 from controlplane.auth.models import AuditEntry
@@ -102,6 +102,7 @@ def test_a_wave_of_three_dependent_systems_runs_to_the_gate_then_cuts_over_depen
     assert actions.count("approve") == 3 and "create" in actions and "run" in actions
     metrics = app.client.get("/metrics").text
     assert 'controlplane_migrations{state="succeeded"} 3.0' in metrics
+    assert 'controlplane_waves{state="succeeded"} 1.0' in metrics and 'controlplane_waves{state="running"} 0.0' in metrics
     assert 'controlplane_migration_step_duration_seconds_count{outcome="succeeded",step="configure"} 3.0' in metrics
 
 
@@ -245,6 +246,7 @@ def test_pause_resume_and_cancel(engine_app):
     assert cancel_pending["state"] == "canceled"
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize(("change", "field", "text"), [
     ({"systems": ["t-app"]}, "systems", "depends on t-db, which is neither migrated nor in the plan"),
     ({"systems": ["t-db", "nope"]}, "systems", "nope is not in the inventory"),
@@ -265,6 +267,7 @@ def _app_inputs(app: EngineApp, **change: Any) -> dict[str, Any]:
     return {"inputs": {**inputs, "t-app": {**inputs["t-app"], **change}}}
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize(("change", "field", "text"), [
     # The rules of jobs hold for the variables a wave gives its jobs.
     ({"variables": {"ansible_connection": "local"}}, "inputs.t-app.variables.ansible_connection",
@@ -296,6 +299,7 @@ def test_wave_inputs_pass_the_rules_of_jobs(engine_app, change, field, text):
         assert session.scalar(select(func.count()).select_from(Wave)) == 0
 
 
+@pytest.mark.parametrize("engine_on", [False])  # refused before any work is handed over
 @pytest.mark.parametrize("key", ["dump_src", "manifest_src", "schema_src"])
 def test_a_wave_cannot_send_the_control_planes_own_files(engine_app, key):
     app = engine_app

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import PASSWORD
 from jobs_fakes import ssh_private_key  # noqa: F401  (fixture)
-from migration_fakes import EngineApp, engine_app, engine_on, wave_body  # noqa: F401
+from migration_fakes import EngineApp, engine_app, wave_body  # noqa: F401
 from typer.testing import CliRunner
 
 from controlplane.clock import Clock

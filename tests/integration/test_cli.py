@@ -1,4 +1,6 @@
-"""The real `controlplane` command line, run as a subprocess against a temporary SQLite database."""
+"""The `controlplane` command line against a temporary SQLite database: its commands run in this process through
+typer's runner (the same app, its settings read from the same environment variables, stdin, stdout, stderr and the
+exit code as a shell sees them); the entry point itself (`python -m controlplane`, `serve`) runs as a process."""
 
 from __future__ import annotations
 
@@ -10,11 +12,15 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 import yaml
 from openpyxl import load_workbook
+from typer.testing import CliRunner
+
+from controlplane.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = REPO_ROOT / "controlplane"
@@ -29,11 +35,20 @@ def _env(directory: Path) -> dict[str, str]:
     return env
 
 
+def _process(directory: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m controlplane ARGS` as a process of its own."""
+    return subprocess.run([sys.executable, "-m", "controlplane", *args], cwd=REPO_ROOT, env=_env(directory) | env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
 def _cli(directory: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane", *args], cwd=REPO_ROOT, env=_env(directory), input=stdin,
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+    """`controlplane ARGS` in this process, with the environment a process would get (no other CP_ variable)."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("CP_")}
+    result = CliRunner().invoke(app, list(args), input=stdin, env=env | _env(directory), catch_exceptions=True)
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):  # as Python prints it
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["controlplane", *args], result.exit_code, result.stdout, stderr)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -96,7 +111,7 @@ def reported(seeded: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_help_lists_the_command_groups(tmp_path):
-    out = _ok(_cli(tmp_path, "--help"))
+    out = _ok(_process(tmp_path, "--help"))
     for command in ("serve", "db", "users", "compliance", "seed"):
         assert re.search(rf"\b{command}\b", out), command
 
@@ -265,9 +280,7 @@ def test_compliance_report_unknown_ministry_fails_with_a_message(reported):
 
 def test_prod_refuses_weak_secret_without_echoing_it(tmp_path):
     weak = "weak-but-private-value"
-    env = _env(tmp_path) | {"CP_ENV": "prod", "CP_SECRET_KEY": weak}
-    result = subprocess.run([sys.executable, "-m", "controlplane", "serve", "--port", "1"], cwd=REPO_ROOT,
-                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = _process(tmp_path, "serve", "--port", "1", CP_ENV="prod", CP_SECRET_KEY=weak)
     assert result.returncode == 2
     assert "CP_SECRET_KEY" in result.stderr
     assert weak not in result.stdout + result.stderr
@@ -341,9 +354,7 @@ def test_exit_codes_and_error_lines(db, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC_YAML, encoding="utf-8")
     _ok(_cli(db, "cloud", "spec", "MOIS", "--file", str(spec)))
-    env = _env(db) | {"CP_CLOUDS_YAML": str(tmp_path / "missing-clouds.yaml")}
-    failed = subprocess.run([sys.executable, "-m", "controlplane", "cloud", "plan", "MOIS"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    failed = _process(db, "cloud", "plan", "MOIS", CP_CLOUDS_YAML=str(tmp_path / "missing-clouds.yaml"))
     assert failed.returncode == 1, failed.stderr
     assert _error_lines(failed) == [f"error: cloud 'devcloud': the clouds.yaml file {tmp_path / 'missing-clouds.yaml'} "
                                     "does not exist (CP_CLOUDS_YAML)"]
