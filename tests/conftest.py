@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -43,6 +44,22 @@ NOW = datetime(2014, 7, 1, 3, 0, tzinfo=UTC)
 
 def pytest_configure(config: pytest.Config) -> None:
     allowed_missing()  # a misspelt CP_TESTS_ALLOW_MISSING stops the run before it starts
+    _stop_like_ctrl_c()
+
+
+def _stop_like_ctrl_c() -> None:
+    """SIGTERM (a CI run cancelled, scripts/test stopping its background run) stops the run as Ctrl-C does, so the
+    fixtures take down what they started (the dev cloud, its hosts, servers); so does a SIGINT that the shell
+    ignored for a background job (Python then leaves SIGINT ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -217,28 +234,24 @@ class SshKey:
 
 
 @pytest.fixture(scope="session")
-def devcloud_host(devcloud: DevCloud, ssh_key: SshKey) -> Callable[[str], AbstractContextManager[Any]]:
-    """`with devcloud_host("prefix") as server:` a small debian-12 server on devcloud-net whose root key is
-    `ssh_key`, created through the gateway (owner `test:<name>`) and deleted with its keypair afterwards."""
-    from controlplane.cloud.domain import ServerSpec
-    from controlplane.cloud.gateway import CloudGateway
+def fleet(devcloud: DevCloud, ssh_key: SshKey) -> Iterator[Any]:
+    """The run's plain hosts (tests/fleet.py), booted together on first use: `fleet.host("jobs")`."""
+    import openstack.config
+    import openstack.connection
+    from fleet import HOSTS, Fleet
 
-    @contextmanager
-    def boot(prefix: str) -> Iterator[Any]:
-        with CloudGateway.connect(devcloud.cloud_name, config_file=devcloud.clouds_yaml) as admin:
-            name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-            admin._conn.compute.create_keypair(name=name, public_key=ssh_key.public)
-            server = None
-            try:
-                server = admin.create_server(ServerSpec(f"test:{name}", name, "small", "debian-12", "devcloud-net",
-                                                        name))
-                yield server
-            finally:
-                if server is not None:
-                    admin.delete_server(server.id)
-                admin._conn.compute.delete_keypair(name, ignore_missing=True)
-
-    return boot
+    config = openstack.config.OpenStackConfig(config_files=[str(devcloud.clouds_yaml)]).get_one(
+        cloud=devcloud.cloud_name)
+    conn = openstack.connection.Connection(config=config)
+    hosts = Fleet(conn, ssh_key.public)
+    try:
+        hosts.boot(HOSTS)
+        yield hosts
+    finally:
+        try:
+            hosts.close()
+        finally:
+            conn.close()
 
 
 @pytest.fixture(scope="session")

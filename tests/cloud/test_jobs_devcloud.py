@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from fleet import Host
 from sqlalchemy import select
 
 from controlplane.app import create_app
@@ -19,7 +20,6 @@ from controlplane.auth import service as auth_service
 from controlplane.auth.roles import Role
 from controlplane.auth.schemas import UserCreate
 from controlplane.clock import Clock
-from controlplane.cloud.domain import ServerInfo
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine, make_sessionmaker, transaction
 from controlplane.migrations import upgrade
@@ -30,9 +30,8 @@ PASSWORD = "correct-horse-battery-9"
 
 
 @pytest.fixture(scope="module")
-def host(devcloud_host: Any) -> Iterator[ServerInfo]:
-    with devcloud_host("jobs") as server:
-        yield server
+def host(fleet: Any) -> Host:
+    return fleet.host("jobs")
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +57,10 @@ def api(tmp_path_factory: pytest.TempPathFactory, ssh_key: Any) -> Iterator[tupl
     engine.dispose()
 
 
-def _run(api: Any, host: ServerInfo, playbook: str = "site.yml", **extra: Any) -> dict[str, Any]:
+def _run(api: Any, host: Host, playbook: str = "site.yml", **extra: Any) -> dict[str, Any]:
     client, headers, _ = api
     body = {"playbook": playbook, "credential": "devcloud-root",
-            "hosts": [{"name": host.name, "address": host.addresses[0]}],
+            "hosts": [{"name": host.name, "address": host.address}],
             "secrets": {"base_unused_token": SECRET}, "timeout_seconds": 900, **extra}
     accepted = client.post("/api/v1/jobs", headers=headers, json=body)
     assert accepted.status_code == 202, accepted.text
@@ -80,7 +79,7 @@ def _everything_stored(api: Any) -> str:
                          for row in session.execute(select(table)))
 
 
-def test_a_job_configures_a_real_host_and_stores_the_checks_as_evidence(api: Any, host: ServerInfo,
+def test_a_job_configures_a_real_host_and_stores_the_checks_as_evidence(api: Any, host: Host,
                                                                         ssh_key: Any) -> None:
     client, headers, _ = api
     job = _run(api, host)
@@ -90,7 +89,7 @@ def test_a_job_configures_a_real_host_and_stores_the_checks_as_evidence(api: Any
     assert job["verification"]["failed"] == 0 and job["verification"]["passed"] >= 5
 
     checks = client.get(f"/api/v1/jobs/{job['id']}/checks", headers=headers).json()
-    assert {c["host"] for c in checks} == {host.addresses[0]} and {c["role"] for c in checks} == {"base"}
+    assert {c["host"] for c in checks} == {host.address} and {c["role"] for c in checks} == {"base"}
     assert "test_services_run_and_start_at_boot" in {c["check"] for c in checks if c["outcome"] == "passed"}
     events = client.get(f"/api/v1/jobs/{job['id']}/events", headers=headers).json()
     assert {"play", "task", "ok", "verify", "check"} <= {e["kind"] for e in events}
@@ -108,10 +107,10 @@ def test_a_job_configures_a_real_host_and_stores_the_checks_as_evidence(api: Any
     assert not [p for prefix in ("cp-job-", "cp-ssh-", "cp-checks-") for p in Path("/tmp").glob(prefix + "*")]
 
 
-def test_drift_behind_ansibles_back_fails_the_checks_with_their_message(api: Any, host: ServerInfo,
+def test_drift_behind_ansibles_back_fails_the_checks_with_their_message(api: Any, host: Host,
                                                                         ssh_key: Any) -> None:
     assert _run(api, host)["status"] == "successful"
-    stopped = ssh_key.run(host.addresses[0], "systemctl stop chrony")
+    stopped = ssh_key.run(host.address, "systemctl stop chrony")
     assert stopped.returncode == 0, stopped.stderr
     # verify.yml's quick look (the node exporter answers) passes; the evidence does not.
     job = _run(api, host, playbook="verify.yml")
@@ -123,7 +122,7 @@ def test_drift_behind_ansibles_back_fails_the_checks_with_their_message(api: Any
 
 
 def test_an_unreachable_host_fails_the_job_saying_so(api: Any) -> None:
-    ghost = ServerInfo("x", "ghost-1", "ACTIVE", None, "p", ("10.78.0.254",), "small")
+    ghost = Host("ghost-1", "10.78.0.254", "x")
     job = _run(api, ghost, timeout_seconds=120)
     assert job["status"] == "failed" and job["verification"] is None
     assert job["explanation"].startswith("host ghost-1 unreachable") or " on ghost-1 unreachable" in job["explanation"]

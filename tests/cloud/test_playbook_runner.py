@@ -5,15 +5,14 @@ from __future__ import annotations
 import stat
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fleet import Host
 
 from controlplane.automation.domain import JobEvent, JobStatus, PlaybookJob
 from controlplane.automation.runner import PlaybookRunner
-from controlplane.cloud.domain import ServerInfo
 from controlplane.devcloud.cloud import DevCloud
 
 pytestmark = pytest.mark.devcloud
@@ -23,19 +22,18 @@ SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 
 
 @pytest.fixture(scope="module")
-def host(devcloud_host: Any) -> Iterator[ServerInfo]:
-    with devcloud_host("runner") as server:
-        yield server
+def host(fleet: Any) -> Host:
+    return fleet.host("runner")
 
 
-def _job(host: ServerInfo, ssh_key: Any, **extravars: Any) -> PlaybookJob:
-    inventory = {"all": {"hosts": {host.name: {"ansible_host": host.addresses[0], "ansible_user": "root"}},
+def _job(host: Host, ssh_key: Any, **extravars: Any) -> PlaybookJob:
+    inventory = {"all": {"hosts": {host.name: {"ansible_host": host.address, "ansible_user": "root"}},
                          "vars": {"ansible_ssh_common_args": SSH_ARGS}}}
     return PlaybookJob("smoke.yml", inventory, extravars=extravars, secrets={"db_password": SECRET},
                        private_key=ssh_key.private.read_text(), timeout_seconds=120)
 
 
-def test_a_run_streams_events_and_leaves_no_secret_on_disk(host: ServerInfo, ssh_key: Any, tmp_path: Path) -> None:
+def test_a_run_streams_events_and_leaves_no_secret_on_disk(host: Host, ssh_key: Any, tmp_path: Path) -> None:
     runner = PlaybookRunner(playbooks=PLAYBOOKS, work_dir=tmp_path)
     seen: list[JobEvent] = []
     private_files: list[tuple[str, int, bool]] = []
@@ -64,7 +62,7 @@ def test_a_run_streams_events_and_leaves_no_secret_on_disk(host: ServerInfo, ssh
     assert all(SECRET not in repr(event) for event in result.events)
 
 
-def test_a_failing_task_names_the_task_and_host_without_the_secret(host: ServerInfo, ssh_key: Any) -> None:
+def test_a_failing_task_names_the_task_and_host_without_the_secret(host: Host, ssh_key: Any) -> None:
     result = PlaybookRunner(playbooks=PLAYBOOKS).run(_job(host, ssh_key, fail_now=True))
     assert result.outcome.status is JobStatus.FAILED
     assert result.outcome.explanation.startswith(f"task 'Fail on demand' on {host.name} failed: asked to fail with ")
@@ -72,13 +70,13 @@ def test_a_failing_task_names_the_task_and_host_without_the_secret(host: ServerI
 
 
 def test_an_unreachable_host_is_reported_as_such(ssh_key: Any, devcloud: DevCloud) -> None:
-    ghost = ServerInfo("x", "ghost", "ACTIVE", None, "p", ("10.78.0.254",), "small")
+    ghost = Host("ghost", "10.78.0.254", "x")
     result = PlaybookRunner(playbooks=PLAYBOOKS).run(_job(ghost, ssh_key))
     assert result.outcome.status is JobStatus.FAILED
     assert "on ghost unreachable" in result.outcome.explanation
 
 
-def test_cancel_is_not_a_failure(host: ServerInfo, ssh_key: Any) -> None:
+def test_cancel_is_not_a_failure(host: Host, ssh_key: Any) -> None:
     cancel = threading.Event()
     cancel.set()
     result = PlaybookRunner(playbooks=PLAYBOOKS).run(_job(host, ssh_key), cancel=cancel)

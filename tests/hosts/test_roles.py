@@ -8,7 +8,6 @@ Three hosts, configured once for the module:
 - web: nginx serving the legacy static site (downloaded by the host from a URL on this machine).
 """
 
-# ruff: noqa: F811  (the fixtures imported from fleet are parameters of the tests)
 from __future__ import annotations
 
 import csv
@@ -37,7 +36,7 @@ from artifacts import (
     table_manifest,
     write_dump,
 )
-from fleet import cloud, fleet  # noqa: F401  (fixtures)
+from fleet import Host
 
 pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
 
@@ -54,7 +53,6 @@ CHECKS = PLAYBOOKS / "checks"
 # The dev cloud's servers are throwaway hosts whose addresses come back with new host keys: their inventory, not
 # ansible.cfg, turns host key checking off (see the comment in ansible.cfg).
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-Host = Any  # conftest's Host: name, address, server_id
 
 
 # Playbooks -------------------------------------------------------------------------------------------------
@@ -306,7 +304,7 @@ def estate(fleet: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory,
     work = tmp_path_factory.mktemp("roles")
     server = ArtifactServer(make_files(work), fleet.gateway)
     try:
-        db, app, web = fleet.boot(["db", "app", "web"])
+        db, app, web = (fleet.host(name) for name in ("db", "app", "web"))
         estate = prepare_estate(db, app, web, ssh_key, work, server.base)
         estate.first = estate.run("site.yml")
         assert estate.first.status == "successful", estate.first.failures
@@ -500,8 +498,8 @@ def _unallocatable_address(cloud: Any, network_name: str) -> str:
     raise AssertionError(f"{subnet.cidr}: every address is in an allocation pool {subnet.allocation_pools}")
 
 
-def test_an_unreachable_host_is_reported_as_unreachable(estate: Estate, cloud: Any) -> None:
-    ghost_address = _unallocatable_address(cloud, "devcloud-net")
+def test_an_unreachable_host_is_reported_as_unreachable(estate: Estate, fleet: Any) -> None:
+    ghost_address = _unallocatable_address(fleet.conn, "devcloud-net")
     ghost = dataclasses.replace(estate.db, name="ghost", address=ghost_address)
     groups = {**estate.groups, "nginx": [*estate.groups["nginx"], ghost]}
     inv = inventory(groups, estate.hostvars, estate.ssh.private)

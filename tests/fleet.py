@@ -1,10 +1,10 @@
-"""Fresh hosts for the role tests: servers booted on the dev cloud with openstacksdk directly. The test module
-imports the fixtures (`from fleet import cloud, fleet`); not a conftest.py, which would shadow the root one for
-`from conftest import ...`.
+"""The run's fleet: plain Debian servers on the dev cloud, booted together, at once, on the first test that asks
+for one, and deleted at the end of the run (the cleanup checks that none is left). Each name is one test module's
+host: a module configures its own and never sees what another did to theirs. The tests of server creation
+itself (the gateway, the smoke test, security groups, migrations) make their own servers.
 
-The root `devcloud` fixture brings the cloud up; the root `ssh_key` fixture's key becomes the servers' keypair.
-Every server carries owner metadata cp_owner=tests-roles-<uuid>; servers and keypair are deleted at the end of the
-module, also when a test fails, and the cleanup checks that none of them is left.
+The root `devcloud` fixture brings the cloud up; the root `ssh_key` fixture's key is the servers' root key. Every
+server carries owner metadata cp_owner=tests-fleet-<uuid>.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import openstack
-import openstack.config
-import pytest
+import openstack.connection
 
-from controlplane.devcloud.cloud import DevCloud
-
-# Hosts -----------------------------------------------------------------------------------------------------
+# The hosts the run's tests configure: the jobs API's, the runner adapter's, and the roles' three.
+HOSTS = ("jobs", "runner", "db", "app", "web")
 
 
 @dataclass(frozen=True)
@@ -33,19 +30,25 @@ class Host:
 
 
 class Fleet:
-    """Servers of one test module on the dev cloud, all owned by cp_owner=tests-roles-<uuid>."""
+    """Servers of one test run on the dev cloud, all owned by cp_owner=tests-fleet-<uuid>."""
 
-    def __init__(self, conn: openstack.connection.Connection, public_key: str, gateway: str) -> None:
+    def __init__(self, conn: openstack.connection.Connection, public_key: str) -> None:
         self.conn = conn
         self.tag = uuid.uuid4().hex[:8]
-        self.owner = f"tests-roles-{self.tag}"
-        self.keypair = f"tests-roles-{self.tag}"
-        self.gateway = gateway
-        self.hosts: list[Host] = []
+        self.owner = f"tests-fleet-{self.tag}"
+        self.keypair = f"tests-fleet-{self.tag}"
+        network = conn.network.find_network("devcloud-net", ignore_missing=False)
+        self.gateway = next(s.gateway_ip for s in conn.network.subnets(network_id=network.id) if s.ip_version == 4)
+        self._hosts: dict[str, Host] = {}
         self._server_ids: list[str] = []
         conn.compute.create_keypair(name=self.keypair, public_key=public_key)
 
+    def host(self, name: str) -> Host:
+        """The host of that name (one of HOSTS), booted with the others."""
+        return self._hosts[name]
+
     def boot(self, names: Sequence[str], *, ssh_timeout: float = 180) -> list[Host]:
+        """Create every server first, then wait for them: Nova boots them side by side."""
         image = self.conn.image.find_image("debian-12", ignore_missing=False)
         flavor = self.conn.compute.find_flavor("small", ignore_missing=False)
         network = self.conn.network.find_network("devcloud-net", ignore_missing=False)
@@ -55,20 +58,20 @@ class Fleet:
                 name=f"{name}-{self.tag}", image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
                 key_name=self.keypair, metadata={"cp_owner": self.owner})
             self._server_ids.append(server.id)
-            servers.append(server)
+            servers.append((name, server))
         booted = []
-        for server in servers:
+        for name, server in servers:
             server = self.conn.compute.wait_for_server(server, wait=240)
             address = next(a["addr"] for addrs in server.addresses.values() for a in addrs if a["version"] == 4)
-            booted.append(Host(server.name, address, server.id))
+            booted.append((name, Host(server.name, address, server.id)))
         deadline = time.monotonic() + ssh_timeout
-        for host in booted:
+        for _, host in booted:
             while not _ssh_answers(host.address):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{host.name} ({host.address}) does not answer SSH after {ssh_timeout:.0f} s")
                 time.sleep(0.5)
-        self.hosts.extend(booted)
-        return booted
+        self._hosts.update(booted)
+        return [host for _, host in booted]
 
     def close(self) -> None:
         errors = []
@@ -97,23 +100,3 @@ def _ssh_answers(address: str) -> bool:
             return sock.recv(4).startswith(b"SSH-")
     except OSError:
         return False
-
-
-@pytest.fixture(scope="session")
-def cloud(devcloud: DevCloud) -> Iterator[openstack.connection.Connection]:
-    config = openstack.config.OpenStackConfig(config_files=[str(devcloud.clouds_yaml)]).get_one(
-        cloud=devcloud.cloud_name)
-    conn = openstack.connection.Connection(config=config)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
-def fleet(cloud: openstack.connection.Connection, ssh_key: Any) -> Iterator[Fleet]:
-    network = cloud.network.find_network("devcloud-net", ignore_missing=False)
-    gateway = next(s.gateway_ip for s in cloud.network.subnets(network_id=network.id) if s.ip_version == 4)
-    fleet = Fleet(cloud, ssh_key.public, gateway)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
