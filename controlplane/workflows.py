@@ -111,12 +111,12 @@ class Engine:
                 _current = None
             raise
         _log_through_ours()
+        # A SQLite system database is read for notifications every POLL_SECONDS (PostgreSQL tells at once); a stop
+        # waits that long for the reader to notice (DBOS's default of 1 s made every stop take a second).
         config: Any = {"name": APP_NAME, "system_database_url": settings.effective_workflows_database_url,
                        "executor_id": settings.workflows_executor_id, "run_admin_server": False,
                        "application_version": "1", "log_level": "WARNING",
-                  # How often a SQLite system database is read for notifications (PostgreSQL is told at once): also
-                  # how long a stop waits for that reader to notice (DBOS's 1 s made every stop take a second).
-                  "notification_listener_polling_interval_sec": POLL_SECONDS}
+                       "notification_listener_polling_interval_sec": POLL_SECONDS}
         try:
             DBOS(config=config)
             DBOS.launch()
