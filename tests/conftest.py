@@ -195,6 +195,20 @@ def login(client: TestClient, make_user: Callable[..., str]) -> Callable[..., di
     return _login
 
 
+def error_body(response: Any, status: int, field: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The API's error answer: `status`, the body's shape (code, a message, field, maybe details), and the field and
+    code when given."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert {"code", "message", "field"} <= set(body) <= {"code", "message", "field", "details"}, body
+    assert isinstance(body["message"], str) and body["message"], body
+    if field is not None:
+        assert body["field"] == field, body
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
 @pytest.fixture
 def engine_on() -> bool:
     """Whether the test's app runs the durable engine. A test parametrizes it off

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import error_body
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text
@@ -207,17 +208,6 @@ def operator(client, catalogue, login, fake) -> dict[str, str]:
     return login("ops1", "operator")
 
 
-def _error(response, status: int, field: str | None = None, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert {"code", "message", "field"} <= set(body) <= {"code", "message", "field", "details"}
-    if field is not None:
-        assert body["field"] == field, body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
-
-
 def _put(client, headers, code: str = "MOIS", spec: dict | None = None, status: int | None = None) -> dict:
     response = client.put(f"{API}/agencies/{code}/onboarding", headers=headers, json=SPEC if spec is None else spec)
     if status is not None:
@@ -306,26 +296,26 @@ def test_put_spec_creates_then_updates_and_audits_only_real_changes(client, admi
     ({"ingress": [{"protocol": "tcp", "port_min": 22, "port_max": 22}]}, "ingress.0.remote_cidr"),
 ])
 def test_bad_spec_is_refused_with_the_field(client, admin, sessions, spec, field):
-    body = _error(client.put(f"{API}/agencies/MOIS/onboarding", headers=admin, json=spec), 422, code="invalid")
+    body = error_body(client.put(f"{API}/agencies/MOIS/onboarding", headers=admin, json=spec), 422, code="invalid")
     assert body["field"] == field or body["field"].startswith(field + "."), body  # ingress.0.protocol
     assert body["message"]
-    _error(client.get(f"{API}/agencies/MOIS/onboarding", headers=admin), 404, field="code")
+    error_body(client.get(f"{API}/agencies/MOIS/onboarding", headers=admin), 404, field="code")
     assert _audit(sessions) == []
 
 
 def test_unknown_agency_and_missing_spec_are_404_naming_the_code(client, admin):
-    _error(client.put(f"{API}/agencies/NOPE/onboarding", headers=admin, json=SPEC), 404, field="code")
-    body = _error(client.get(f"{API}/agencies/MOIS/onboarding/plan", headers=admin), 404, field="code")
+    error_body(client.put(f"{API}/agencies/NOPE/onboarding", headers=admin, json=SPEC), 404, field="code")
+    body = error_body(client.get(f"{API}/agencies/MOIS/onboarding/plan", headers=admin), 404, field="code")
     assert "PUT" in body["message"]
-    _error(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 404, field="code")
-    _error(client.get(f"{API}/operations/{uuid.uuid4()}", headers=admin), 404, field="operation_id")
+    error_body(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 404, field="code")
+    error_body(client.get(f"{API}/operations/{uuid.uuid4()}", headers=admin), 404, field="operation_id")
 
 
 def test_a_spec_the_cloud_cannot_reach_is_a_409_naming_the_field(client, admin, fake):
     _put(client, admin)
     fake.plan_error = domain.SpecError("cidr", "the subnet exists with 10.81.9.0/24")
-    body = _error(client.get(f"{API}/agencies/MOIS/onboarding/plan", headers=admin), 409, field="cidr",
-                  code="spec_conflict")
+    body = error_body(client.get(f"{API}/agencies/MOIS/onboarding/plan", headers=admin), 409, field="cidr",
+                      code="spec_conflict")
     assert "10.81.9.0/24" in body["message"]
     fake.fail_apply = domain.SpecError("ingress[1].port_max", "too low")
     op = _apply(client, admin)
@@ -334,16 +324,17 @@ def test_a_spec_the_cloud_cannot_reach_is_a_409_naming_the_field(client, admin, 
 
 def test_networks_of_two_agencies_may_not_overlap(client, admin):
     _put(client, admin, spec={**SPEC, "cidr": "10.90.0.0/16"})
-    body = _error(client.put(f"{API}/agencies/MOEF/onboarding", headers=admin, json={**SPEC, "cidr": "10.90.4.0/24"}),
-                  409, field="cidr")
+    overlapping = {**SPEC, "cidr": "10.90.4.0/24"}
+    body = error_body(client.put(f"{API}/agencies/MOEF/onboarding", headers=admin, json=overlapping), 409,
+                      field="cidr")
     assert "10.90.0.0/16" in body["message"]
 
 
 def test_an_applied_network_cannot_be_renumbered(client, admin):
     _put(client, admin)
     assert _apply(client, admin)["status"] == "succeeded"
-    _error(client.put(f"{API}/agencies/MOIS/onboarding", headers=admin, json={**SPEC, "cidr": "10.81.77.0/24"}),
-           409, field="cidr")
+    error_body(client.put(f"{API}/agencies/MOIS/onboarding", headers=admin, json={**SPEC, "cidr": "10.81.77.0/24"}),
+               409, field="cidr")
     # Leaving the cidr out keeps the current one.
     assert _put(client, admin, spec={**SPEC, "quotas": {**SPEC["quotas"], "instances": 6}})["cidr"] == "10.81.1.0/24"
 
@@ -432,10 +423,11 @@ def test_only_one_apply_per_agency_at_a_time_and_no_spec_change_meanwhile(client
     statuses = {r["agency"]: r["status"] for r in client.get(f"{API}/agencies", headers=admin).json()}
     assert statuses == {"MOEF": "not_applied", "MOIS": "running"}
 
-    body = _error(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 409,
-                  code="operation_in_progress")
+    body = error_body(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 409,
+                      code="operation_in_progress")
     assert body["details"] == [{"operation_id": op_id}]
-    _error(client.put(f"{API}/agencies/MOIS/onboarding", headers=admin, json=SPEC), 409, code="operation_in_progress")
+    error_body(client.put(f"{API}/agencies/MOIS/onboarding", headers=admin, json=SPEC), 409,
+               code="operation_in_progress")
     # Another agency is independent.
     other = client.post(f"{API}/agencies/MOEF/onboarding/apply", headers=admin)
     assert other.status_code == 202
@@ -474,7 +466,7 @@ def test_an_unreachable_cloud_is_503_cloud_unavailable_but_cached_views_work(cli
     fake.unavailable = True
     for path in (f"{API}/agencies/MOIS", f"{API}/agencies/MOIS/onboarding/plan", f"{API}/capacity",
                  f"{API}/agencies/MOIS/inventory"):
-        body = _error(client.get(path, headers=admin), 503, code="cloud_unavailable")
+        body = error_body(client.get(path, headers=admin), 503, code="cloud_unavailable")
         assert "cannot be reached" in body["message"], path
     assert client.get(f"{API}/agencies", headers=admin).status_code == 200
     op = _apply(client, admin)
@@ -487,7 +479,7 @@ def test_without_the_durable_engine_an_apply_is_refused_with_503_and_nothing_is_
         plain.app.state.ctx.cloud.inject(FakeCloud())
         admin = login("admin1", "admin")
         _put(plain, admin)
-        body = _error(plain.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 503, code="busy")
+        body = error_body(plain.post(f"{API}/agencies/MOIS/onboarding/apply", headers=admin), 503, code="busy")
         assert "durable engine is not running" in body["message"]
     with transaction(sessions) as s:
         assert s.scalars(select(CloudOperation)).all() == []
@@ -594,18 +586,18 @@ def test_who_may_read_and_write_the_cloud(client, admin, operator, login, fake, 
     assert client.get(f"{API}/agencies/MOIS/inventory", headers=ministry).status_code == 200
     for path in (f"{API}/agencies/MOEF", f"{API}/agencies/MOEF/onboarding", f"{API}/agencies/MOEF/onboarding/plan",
                  f"{API}/agencies/MOEF/inventory"):
-        _error(client.get(path, headers=ministry), 403, code="forbidden", field="code")
-    _error(client.get(f"{API}/operations/{moef_op}", headers=ministry), 404)
-    _error(client.get(f"{API}/capacity", headers=ministry), 403, code="forbidden")
+        error_body(client.get(path, headers=ministry), 403, code="forbidden", field="code")
+    error_body(client.get(f"{API}/operations/{moef_op}", headers=ministry), 404)
+    error_body(client.get(f"{API}/capacity", headers=ministry), 403, code="forbidden")
     # Secretariats have no cloud access; nobody anonymous.
     for path in (f"{API}/agencies", f"{API}/agencies/MOIS", f"{API}/capacity"):
-        _error(client.get(path, headers=secretariat), 403, code="forbidden")
-        _error(client.get(path), 401, code="not_authenticated")
+        error_body(client.get(path, headers=secretariat), 403, code="forbidden")
+        error_body(client.get(path), 401, code="not_authenticated")
 
     audit_before = len(_audit(sessions))
     for headers in (ministry, auditor, secretariat):
-        _error(client.put(f"{API}/agencies/MOIS/onboarding", headers=headers, json=SPEC), 403, code="forbidden")
-        _error(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=headers), 403, code="forbidden")
+        error_body(client.put(f"{API}/agencies/MOIS/onboarding", headers=headers, json=SPEC), 403, code="forbidden")
+        error_body(client.post(f"{API}/agencies/MOIS/onboarding/apply", headers=headers), 403, code="forbidden")
     assert len(_audit(sessions)) == audit_before
 
 
@@ -697,8 +689,8 @@ def test_inventory_in_three_formats(client, admin, fake):
         f"web-1 ansible_host=10.81.1.10 ansible_user=root openstack_id={web.id}",
     ]
     assert as_ini.text.endswith("\n")
-    _error(client.get(f"{API}/agencies/MOIS/inventory", headers=admin, params={"format": "toml"}), 422,
-           field="format")
+    error_body(client.get(f"{API}/agencies/MOIS/inventory", headers=admin, params={"format": "toml"}), 422,
+               field="format")
 
 
 def test_openstack_inventory_plugin_config_names_the_cloud_and_fails_loudly():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from conftest import error_body
 
 API = "/api/v1/compliance"
 
@@ -12,17 +13,6 @@ API = "/api/v1/compliance"
 @pytest.fixture
 def admin(client, catalogue, login):
     return login("admin1", "admin")
-
-
-def _error(response, status: int, field: str | None = None, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert {"code", "message", "field"} <= set(body) <= {"code", "message", "field", "details"}
-    if field is not None:
-        assert body["field"] == field, body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def _record(client, headers, meeting, day, mode, status="held", note=""):
@@ -93,7 +83,7 @@ def test_meetings_crud(client, admin):
     assert body["participants"] == ["MOEF", "MOIS"]
     assert body["designated_until"] is None and body["active"] is True
 
-    _error(client.post(f"{API}/meetings", headers=admin, json={
+    error_body(client.post(f"{API}/meetings", headers=admin, json={
         "code": "MSIT-DATA", "name_ko": "x", "name_en": "x", "host": "MSIT", "cadence": "monthly",
         "designated_from": "2014-01-01"}), 409, field="code")
 
@@ -110,8 +100,8 @@ def test_meetings_crud(client, admin):
     assert [m["code"] for m in by_host] == ["MSIT-DATA", "MSIT-ICT"]
     assert [m["code"] for m in client.get(f"{API}/meetings", headers=admin, params={"q": "data"}).json()] \
         == ["MSIT-DATA"]
-    _error(client.get(f"{API}/meetings/NO-SUCH", headers=admin), 404)
-    _error(client.patch(f"{API}/meetings/NO-SUCH", headers=admin, json={"active": False}), 404)
+    error_body(client.get(f"{API}/meetings/NO-SUCH", headers=admin), 404)
+    error_body(client.patch(f"{API}/meetings/NO-SUCH", headers=admin, json={"active": False}), 404)
 
 
 @pytest.mark.parametrize("participants,reason", [
@@ -119,38 +109,38 @@ def test_meetings_crud(client, admin):
     (["MSIT", "MOIS"], "host"),
 ])
 def test_meeting_participants_are_validated(client, admin, participants, reason):
-    body = _error(client.post(f"{API}/meetings", headers=admin, json={
+    body = error_body(client.post(f"{API}/meetings", headers=admin, json={
         "code": "MSIT-BAD", "name_ko": "x", "name_en": "x", "host": "MSIT", "participants": participants,
         "cadence": "monthly", "designated_from": "2014-01-01"}), 422, field="participants")
     assert reason in body["message"]
-    _error(client.get(f"{API}/meetings/MSIT-BAD", headers=admin), 404)
-    _error(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"participants": ["MOIS"]}), 422,
-           field="participants")
-    _error(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"participants": ["ZZZ"]}), 422,
-           field="participants")
+    error_body(client.get(f"{API}/meetings/MSIT-BAD", headers=admin), 404)
+    error_body(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"participants": ["MOIS"]}), 422,
+               field="participants")
+    error_body(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"participants": ["ZZZ"]}), 422,
+               field="participants")
 
 
 def test_moving_a_meeting_to_a_participant_host_is_refused(client, admin):
     # MOIS-LOCAL: host MOIS, participants MOEF and MSIT. Making MOEF the host would list it twice.
-    _error(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"host": "MOEF"}), 422)
+    error_body(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"host": "MOEF"}), 422)
     got = client.get(f"{API}/meetings/MOIS-LOCAL", headers=admin).json()
     assert got["host"] == "MOIS"
     assert got["host"] not in got["participants"]
 
 
 def test_meeting_designation_window_is_validated(client, admin):
-    body = _error(client.post(f"{API}/meetings", headers=admin, json={
+    body = error_body(client.post(f"{API}/meetings", headers=admin, json={
         "code": "MSIT-WIN", "name_ko": "x", "name_en": "x", "host": "MSIT", "cadence": "monthly",
         "designated_from": "2014-06-01", "designated_until": "2014-05-31"}), 422)
     assert "designated_until" in body["message"]
     # MOIS-LOCAL is designated from 2011-01-01: an end before that is refused, and nothing changes.
-    _error(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"designated_until": "2010-12-31"}), 422,
-           field="designated_until")
-    _error(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"designated_from": "2020-01-01",
-                                                                            "designated_until": "2019-01-01"}), 422)
+    error_body(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"designated_until": "2010-12-31"}), 422,
+               field="designated_until")
+    error_body(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"designated_from": "2020-01-01",
+                                                                                "designated_until": "2019-01-01"}), 422)
     assert client.get(f"{API}/meetings/MOIS-LOCAL", headers=admin).json()["designated_until"] is None
-    _error(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"designated_from": None}), 422,
-           field="designated_from")
+    error_body(client.patch(f"{API}/meetings/MOIS-LOCAL", headers=admin, json={"designated_from": None}), 422,
+               field="designated_from")
 
 
 def test_meeting_with_unknown_host_is_refused(client, admin):
@@ -170,22 +160,22 @@ def test_policies_list_create_overlap_and_end(client, admin):
 
     overlapping = {"effective_from": "2015-01-01", "designated_meetings": 210, "target_percent": 60,
                    "hybrid_counts_as_video": True}
-    _error(client.post(f"{API}/policies", headers=admin, json=overlapping), 409, code="conflict")
+    error_body(client.post(f"{API}/policies", headers=admin, json=overlapping), 409, code="conflict")
 
     current = policies[1]["id"]
-    _error(client.patch(f"{API}/policies/{current}", headers=admin, json={"effective_until": "2013-06-30"}), 422,
-           field="effective_until")
-    _error(client.patch(f"{API}/policies/9999", headers=admin, json={"effective_until": "2014-12-31"}), 404)
+    error_body(client.patch(f"{API}/policies/{current}", headers=admin, json={"effective_until": "2013-06-30"}), 422,
+               field="effective_until")
+    error_body(client.patch(f"{API}/policies/9999", headers=admin, json={"effective_until": "2014-12-31"}), 404)
     ended = client.patch(f"{API}/policies/{current}", headers=admin, json={"effective_until": "2014-12-31"})
     assert ended.status_code == 200 and ended.json()["effective_until"] == "2014-12-31"
 
     created = client.post(f"{API}/policies", headers=admin, json=overlapping)
     assert created.status_code == 201, created.text
     assert created.json()["target_percent"] == 60
-    _error(client.post(f"{API}/policies", headers=admin, json={
+    error_body(client.post(f"{API}/policies", headers=admin, json={
         "effective_from": "2016-01-01", "effective_until": "2015-01-01", "designated_meetings": 1,
         "target_percent": 50}), 422)
-    _error(client.post(f"{API}/policies", headers=admin, json={
+    error_body(client.post(f"{API}/policies", headers=admin, json={
         "effective_from": "2020-01-01", "designated_meetings": 1, "target_percent": 101}), 422,
         field="target_percent")
     assert len(client.get(f"{API}/policies", headers=admin).json()) == 3
@@ -197,7 +187,7 @@ def test_ending_a_policy_cannot_make_it_overlap_the_next(client, admin):
     first = client.get(f"{API}/policies", headers=admin).json()[0]
     # The 2011 policy runs until 2013-12-31; the 2014 one starts the next day.
     response = client.patch(f"{API}/policies/{first['id']}", headers=admin, json={"effective_until": "2014-06-30"})
-    _error(response, 409, field="effective_until")
+    error_body(response, 409, field="effective_until")
     # The register must stay usable: the shares for 2014 are still computed.
     assert client.get(f"{API}/shares", headers=admin, params={"period": "2014"}).status_code == 200
 
@@ -217,8 +207,8 @@ def test_session_create_update_delete(client, admin):
 
     assert client.delete(f"{API}/sessions/{created['id']}", headers=admin).status_code == 204
     assert client.get(f"{API}/sessions", headers=admin).json() == []
-    _error(client.delete(f"{API}/sessions/{created['id']}", headers=admin), 404)
-    _error(client.patch(f"{API}/sessions/{created['id']}", headers=admin, json={"mode": "video"}), 404)
+    error_body(client.delete(f"{API}/sessions/{created['id']}", headers=admin), 404)
+    error_body(client.patch(f"{API}/sessions/{created['id']}", headers=admin, json={"mode": "video"}), 404)
 
 
 def test_secretariat_records_sessions_for_any_meeting(client, catalogue, login):
@@ -229,9 +219,9 @@ def test_secretariat_records_sessions_for_any_meeting(client, catalogue, login):
 
 def test_duplicate_session_same_meeting_and_day_is_a_conflict(client, admin):
     _record(client, admin, "MOEF-ECON", "2014-02-03", "video")
-    _error(client.post(f"{API}/sessions", headers=admin,
-                       json={"meeting": "MOEF-ECON", "held_on": "2014-02-03", "mode": "in_person"}), 409,
-           field="held_on")
+    error_body(client.post(f"{API}/sessions", headers=admin,
+                           json={"meeting": "MOEF-ECON", "held_on": "2014-02-03", "mode": "in_person"}), 409,
+               field="held_on")
     # Another meeting the same day is fine.
     _record(client, admin, "MOIS-LOCAL", "2014-02-03", "video")
     assert len(client.get(f"{API}/sessions", headers=admin).json()) == 2
@@ -241,21 +231,21 @@ def test_moving_a_session_onto_an_occupied_day_is_a_conflict(client, admin):
     _record(client, admin, "MOEF-ECON", "2014-02-03", "video")
     other = _record(client, admin, "MOEF-ECON", "2014-03-03", "in_person")
     response = client.patch(f"{API}/sessions/{other['id']}", headers=admin, json={"held_on": "2014-02-03"})
-    _error(response, 409, field="held_on")
+    error_body(response, 409, field="held_on")
     days = sorted(s["held_on"] for s in client.get(f"{API}/sessions", headers=admin).json())
     assert days == ["2014-02-03", "2014-03-03"]
 
 
 def test_held_session_cannot_be_in_the_future(client, admin, clock):
     # Today is 2014-07-01 in Seoul.
-    _error(client.post(f"{API}/sessions", headers=admin,
-                       json={"meeting": "MOEF-ECON", "held_on": "2014-07-02", "mode": "video"}), 422,
-           field="held_on")
+    error_body(client.post(f"{API}/sessions", headers=admin,
+                           json={"meeting": "MOEF-ECON", "held_on": "2014-07-02", "mode": "video"}), 422,
+               field="held_on")
     assert _record(client, admin, "MOEF-ECON", "2014-07-01", "video")["status"] == "held"
     scheduled = _record(client, admin, "MOEF-ECON", "2014-07-02", "video", status="scheduled")
     # A scheduled session in the future cannot be marked held before its day.
-    _error(client.patch(f"{API}/sessions/{scheduled['id']}", headers=admin, json={"status": "held"}), 422,
-           field="held_on")
+    error_body(client.patch(f"{API}/sessions/{scheduled['id']}", headers=admin, json={"status": "held"}), 422,
+               field="held_on")
     assert client.get(f"{API}/sessions", headers=admin, params={"from": "2014-07-02"}).json()[0]["status"] \
         == "scheduled"
 
@@ -264,16 +254,16 @@ def test_today_is_the_seoul_working_day(client, admin, clock):
     # 16:00 UTC on 30 June is already 1 July in Seoul: a session held on 1 July may be recorded.
     clock.at = datetime(2014, 6, 30, 16, 0, tzinfo=UTC)
     assert _record(client, admin, "MOEF-ECON", "2014-07-01", "video")["held_on"] == "2014-07-01"
-    _error(client.post(f"{API}/sessions", headers=admin,
-                       json={"meeting": "MOIS-LOCAL", "held_on": "2014-07-02", "mode": "video"}), 422,
-           field="held_on")
+    error_body(client.post(f"{API}/sessions", headers=admin,
+                           json={"meeting": "MOIS-LOCAL", "held_on": "2014-07-02", "mode": "video"}), 422,
+               field="held_on")
 
 
 def test_session_outside_the_designation_window_is_refused(client, admin):
     # MSIT-ICT is designated from 2014-03-01.
-    body = _error(client.post(f"{API}/sessions", headers=admin,
-                              json={"meeting": "MSIT-ICT", "held_on": "2014-02-20", "mode": "video"}), 422,
-                  field="held_on")
+    body = error_body(client.post(f"{API}/sessions", headers=admin,
+                                  json={"meeting": "MSIT-ICT", "held_on": "2014-02-20", "mode": "video"}), 422,
+                      field="held_on")
     assert "2014-03-01" in body["message"]
     assert _record(client, admin, "MSIT-ICT", "2014-03-01", "video")["held_on"] == "2014-03-01"
     assert len(client.get(f"{API}/sessions", headers=admin).json()) == 1
@@ -283,16 +273,16 @@ def test_session_validation(client, admin):
     unknown = client.post(f"{API}/sessions", headers=admin,
                           json={"meeting": "NOPE-MEETING", "held_on": "2014-02-20", "mode": "video"})
     assert unknown.status_code in (404, 422) and unknown.json()["field"] == "meeting", unknown.text
-    _error(client.post(f"{API}/sessions", headers=admin,
-                       json={"meeting": "MOIS-LOCAL", "held_on": "2014-02-30", "mode": "video"}), 422,
-           field="held_on")
-    _error(client.post(f"{API}/sessions", headers=admin,
-                       json={"meeting": "MOIS-LOCAL", "held_on": "2014-02-20", "mode": "telepathy"}), 422,
-           field="mode")
+    error_body(client.post(f"{API}/sessions", headers=admin,
+                           json={"meeting": "MOIS-LOCAL", "held_on": "2014-02-30", "mode": "video"}), 422,
+               field="held_on")
+    error_body(client.post(f"{API}/sessions", headers=admin,
+                           json={"meeting": "MOIS-LOCAL", "held_on": "2014-02-20", "mode": "telepathy"}), 422,
+               field="mode")
     created = _record(client, admin, "MOIS-LOCAL", "2014-02-20", "video")
-    _error(client.patch(f"{API}/sessions/{created['id']}", headers=admin, json={"mode": None}), 422, field="mode")
-    _error(client.patch(f"{API}/sessions/{created['id']}", headers=admin, json={"held_on": "2010-01-01"}), 422,
-           field="held_on")
+    error_body(client.patch(f"{API}/sessions/{created['id']}", headers=admin, json={"mode": None}), 422, field="mode")
+    error_body(client.patch(f"{API}/sessions/{created['id']}", headers=admin, json={"held_on": "2010-01-01"}), 422,
+               field="held_on")
     assert client.get(f"{API}/sessions", headers=admin).json()[0]["held_on"] == "2014-02-20"
 
 
@@ -306,7 +296,7 @@ def test_session_list_filters(client, register):
     assert len(q2) == 6
     page = client.get(f"{API}/sessions", headers=admin, params={"limit": 5, "offset": 5}).json()
     assert len(page) == 5
-    _error(client.get(f"{API}/sessions", headers=admin, params={"ministry": "NOPE"}), 404)
+    error_body(client.get(f"{API}/sessions", headers=admin, params={"ministry": "NOPE"}), 404)
 
 
 # --- shares -------------------------------------------------------------------------------------
@@ -424,18 +414,18 @@ def test_shares_of_one_ministry_have_its_total_row(client, register):
 
 def test_bad_period_is_a_422_on_the_period_field(client, admin):
     for period in ("2014-13", "14", "2014-Q5", "2014/01", "3000"):
-        body = _error(client.get(f"{API}/shares", headers=admin, params={"period": period}), 422,
-                      field="period", code="invalid")
+        body = error_body(client.get(f"{API}/shares", headers=admin, params={"period": period}), 422,
+                          field="period", code="invalid")
         assert period in body["message"]
-    _error(client.get(f"{API}/shares", headers=admin), 422, field="period")
-    _error(client.get(f"{API}/shares", headers=admin, params={"period": "2014", "scope": "planet"}), 422,
-           field="scope")
+    error_body(client.get(f"{API}/shares", headers=admin), 422, field="period")
+    error_body(client.get(f"{API}/shares", headers=admin, params={"period": "2014", "scope": "planet"}), 422,
+               field="scope")
 
 
 def test_unknown_ministry_is_a_404(client, admin):
-    _error(client.get(f"{API}/shares", headers=admin, params={"period": "2014", "ministry": "NOPE"}), 404,
-           field="ministry", code="not_found")
-    _error(client.get(f"{API}/report", headers=admin, params={"period": "2014", "ministry": "NOPE"}), 404)
+    error_body(client.get(f"{API}/shares", headers=admin, params={"period": "2014", "ministry": "NOPE"}), 404,
+               field="ministry", code="not_found")
+    error_body(client.get(f"{API}/report", headers=admin, params={"period": "2014", "ministry": "NOPE"}), 404)
 
 
 def test_shares_follow_session_changes(client, admin):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import PASSWORD
+from conftest import PASSWORD, error_body
 from fastapi.testclient import TestClient
 
 from controlplane.auth import service
@@ -18,19 +18,6 @@ KEYS = "/api/v1/auth/api-keys"
 USERS = "/api/v1/users"
 AGENCIES = "/api/v1/agencies"
 STRONG = "Another-strong-pass-42"
-
-
-def _error(response, status: int, field: str | None = None, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"code", "message", "field"}
-    assert set(body) <= {"code", "message", "field", "details"}
-    assert isinstance(body["message"], str) and body["message"]
-    if field is not None:
-        assert body["field"] == field, body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -77,7 +64,7 @@ def test_login_with_oauth2_password_form(client, make_user):
 def test_wrong_credentials_give_401_with_the_uniform_body(client, make_user, username, password):
     make_user("carol", "operator")
     response = client.post(TOKEN, json={"username": username, "password": password})
-    body = _error(response, 401, code="not_authenticated")
+    body = error_body(response, 401, code="not_authenticated")
     assert body["field"] is None
     assert "access_token" not in body
     assert response.headers.get("www-authenticate") == "Bearer"
@@ -86,10 +73,10 @@ def test_wrong_credentials_give_401_with_the_uniform_body(client, make_user, use
 def test_repeated_failed_logins_lock_the_name_from_that_address_for_a_while(client, make_user, login, clock):
     make_user("frank", "operator")
     for _ in range(5):
-        _error(client.post(TOKEN, json={"username": "frank", "password": "not-the-password-1"}), 401)
+        error_body(client.post(TOKEN, json={"username": "frank", "password": "not-the-password-1"}), 401)
     # Locked from this address: even the right password is refused, with its own code and when to come back.
     response = client.post(TOKEN, json={"username": "frank", "password": PASSWORD})
-    locked = _error(response, 429, field="username", code="too_many_attempts")
+    locked = error_body(response, 429, field="username", code="too_many_attempts")
     assert "try again in 60 seconds" in locked["message"]
     assert response.headers["retry-after"] == "60"
     # Another address is not locked (tests/integration/test_login_throttling.py has the whole story).
@@ -106,21 +93,21 @@ def test_repeated_failed_logins_lock_the_name_from_that_address_for_a_while(clie
 
 def test_login_without_password_names_the_field(client, make_user):
     make_user("dave", "operator")
-    _error(client.post(TOKEN, json={"username": "dave"}), 422, field="password")
-    _error(client.post(TOKEN, data={"username": "dave"}), 422, field="password")
+    error_body(client.post(TOKEN, json={"username": "dave"}), 422, field="password")
+    error_body(client.post(TOKEN, data={"username": "dave"}), 422, field="password")
 
 
 def test_me_requires_a_token(client):
-    _error(client.get(ME), 401, code="not_authenticated")
-    _error(client.get(ME, headers=_bearer("cpt_not-a-real-token")), 401)
-    _error(client.get(ME, headers={"Authorization": "Basic YWxpY2U6cGFzcw=="}), 401)
+    error_body(client.get(ME), 401, code="not_authenticated")
+    error_body(client.get(ME, headers=_bearer("cpt_not-a-real-token")), 401)
+    error_body(client.get(ME, headers={"Authorization": "Basic YWxpY2U6cGFzcw=="}), 401)
 
 
 def test_logout_revokes_the_token(client, login):
     headers = login("erin", "operator")
     assert client.get(ME, headers=headers).status_code == 200
     assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
-    _error(client.get(ME, headers=headers), 401)
+    error_body(client.get(ME, headers=headers), 401)
     # Another login still works: logging out revokes only that token.
     fresh = client.post(TOKEN, json={"username": "erin", "password": PASSWORD}).json()["access_token"]
     assert client.get(ME, headers=_bearer(fresh)).status_code == 200
@@ -131,7 +118,7 @@ def test_token_expires_after_its_ttl(client, login, clock, settings):
     clock.advance(timedelta(minutes=settings.token_ttl_minutes - 1))
     assert client.get(ME, headers=headers).status_code == 200
     clock.advance(timedelta(minutes=2))
-    _error(client.get(ME, headers=headers), 401, code="not_authenticated")
+    error_body(client.get(ME, headers=headers), 401, code="not_authenticated")
 
 
 # --- API keys -----------------------------------------------------------------------------------
@@ -163,8 +150,8 @@ def test_revoked_api_key_is_refused(client, login):
     headers = login("heidi", "operator")
     created = client.post(KEYS, headers=headers, json={"name": "ci"}).json()
     assert client.delete(f"{KEYS}/{created['id']}", headers=headers).status_code == 204
-    _error(client.get(ME, headers=_bearer(created["key"])), 401)
-    _error(client.get(ME, headers={"X-API-Key": created["key"]}), 401)
+    error_body(client.get(ME, headers=_bearer(created["key"])), 401)
+    error_body(client.get(ME, headers={"X-API-Key": created["key"]}), 401)
     assert client.get(KEYS, headers=headers).json()[0]["revoked_at"] is not None
 
 
@@ -172,7 +159,7 @@ def test_api_key_of_another_user_cannot_be_revoked(client, login):
     owner = login("ivan", "operator")
     other = login("judy", "operator")
     created = client.post(KEYS, headers=owner, json={"name": "mine"}).json()
-    _error(client.delete(f"{KEYS}/{created['id']}", headers=other), 404)
+    error_body(client.delete(f"{KEYS}/{created['id']}", headers=other), 404)
     assert client.get(ME, headers=_bearer(created["key"])).status_code == 200
 
 
@@ -181,7 +168,7 @@ def test_expiring_api_key_stops_working(client, login, clock):
     raw = client.post(KEYS, headers=headers, json={"name": "short", "expires_in_days": 1}).json()["key"]
     assert client.get(ME, headers=_bearer(raw)).status_code == 200
     clock.advance(timedelta(days=1, seconds=1))
-    _error(client.get(ME, headers=_bearer(raw)), 401)
+    error_body(client.get(ME, headers=_bearer(raw)), 401)
 
 
 # --- users --------------------------------------------------------------------------------------
@@ -207,7 +194,7 @@ def test_admin_creates_a_ministry_user_who_can_log_in(client, login, ministries)
 def test_ministry_user_without_agency_is_refused(client, login):
     admin = login("root", "admin")
     response = client.post(USERS, headers=admin, json={"username": "lost", "password": STRONG, "role": "ministry"})
-    _error(response, 422, field="agency_code")
+    error_body(response, 422, field="agency_code")
     assert client.get(f"{USERS}/lost", headers=admin).status_code == 404
 
 
@@ -215,24 +202,24 @@ def test_duplicate_user_is_a_conflict(client, login):
     admin = login("root", "admin")
     payload = {"username": "twin", "password": STRONG, "role": "operator"}
     assert client.post(USERS, headers=admin, json=payload).status_code == 201
-    _error(client.post(USERS, headers=admin, json=payload), 409, field="username", code="conflict")
+    error_body(client.post(USERS, headers=admin, json=payload), 409, field="username", code="conflict")
 
 
 @pytest.mark.parametrize("password", ["short-1", "onlyletterslongenough", "123456789012345", "x1" * 200])
 def test_weak_password_is_refused_with_the_field(client, login, password):
     admin = login("root", "admin")
     response = client.post(USERS, headers=admin, json={"username": "weak", "password": password, "role": "operator"})
-    body = _error(response, 422, field="password")
+    body = error_body(response, 422, field="password")
     assert password not in body["message"]
     assert client.get(f"{USERS}/weak", headers=admin).status_code == 404
 
 
 def test_bad_email_and_bad_role_name_the_field(client, login):
     admin = login("root", "admin")
-    _error(client.post(USERS, headers=admin, json={"username": "eve", "password": STRONG, "role": "operator",
-                                                   "email": "not-an-email"}), 422, field="email")
-    _error(client.post(USERS, headers=admin, json={"username": "eve", "password": STRONG, "role": "wizard"}),
-           422, field="role")
+    error_body(client.post(USERS, headers=admin, json={"username": "eve", "password": STRONG, "role": "operator",
+                                                       "email": "not-an-email"}), 422, field="email")
+    error_body(client.post(USERS, headers=admin, json={"username": "eve", "password": STRONG, "role": "wizard"}),
+               422, field="role")
 
 
 def test_deactivating_a_user_revokes_its_tokens(client, login):
@@ -241,11 +228,11 @@ def test_deactivating_a_user_revokes_its_tokens(client, login):
     assert client.get(ME, headers=user).status_code == 200
     response = client.patch(f"{USERS}/mallory", headers=admin, json={"active": False})
     assert response.status_code == 200 and response.json()["active"] is False
-    _error(client.get(ME, headers=user), 401)
-    _error(client.post(TOKEN, json={"username": "mallory", "password": PASSWORD}), 401)
+    error_body(client.get(ME, headers=user), 401)
+    error_body(client.post(TOKEN, json={"username": "mallory", "password": PASSWORD}), 401)
     # Reactivation does not bring the old token back: it was revoked, not merely suspended.
     assert client.patch(f"{USERS}/mallory", headers=admin, json={"active": True}).status_code == 200
-    _error(client.get(ME, headers=user), 401)
+    error_body(client.get(ME, headers=user), 401)
     assert client.post(TOKEN, json={"username": "mallory", "password": PASSWORD}).status_code == 200
 
 
@@ -253,8 +240,8 @@ def test_password_change_revokes_tokens_and_switches_password(client, login):
     admin = login("root", "admin")
     user = login("niaj", "operator")
     assert client.patch(f"{USERS}/niaj", headers=admin, json={"password": STRONG}).status_code == 200
-    _error(client.get(ME, headers=user), 401)
-    _error(client.post(TOKEN, json={"username": "niaj", "password": PASSWORD}), 401)
+    error_body(client.get(ME, headers=user), 401)
+    error_body(client.post(TOKEN, json={"username": "niaj", "password": PASSWORD}), 401)
     assert client.post(TOKEN, json={"username": "niaj", "password": STRONG}).status_code == 200
 
 
@@ -262,10 +249,10 @@ def test_user_update_validation(client, login, ministries):
     admin = login("root", "admin")
     login("olivia", "operator")
     # Turning a user into a ministry user needs an agency.
-    _error(client.patch(f"{USERS}/olivia", headers=admin, json={"role": "ministry"}), 422, field="agency_code")
-    _error(client.patch(f"{USERS}/olivia", headers=admin, json={"active": None}), 422, field="active")
-    _error(client.patch(f"{USERS}/olivia", headers=admin, json={"password": "short"}), 422, field="password")
-    _error(client.patch(f"{USERS}/nobody", headers=admin, json={"full_name": "X"}), 404)
+    error_body(client.patch(f"{USERS}/olivia", headers=admin, json={"role": "ministry"}), 422, field="agency_code")
+    error_body(client.patch(f"{USERS}/olivia", headers=admin, json={"active": None}), 422, field="active")
+    error_body(client.patch(f"{USERS}/olivia", headers=admin, json={"password": "short"}), 422, field="password")
+    error_body(client.patch(f"{USERS}/nobody", headers=admin, json={"full_name": "X"}), 404)
     moved = client.patch(f"{USERS}/olivia", headers=admin, json={"role": "ministry", "agency_code": "MOEF"})
     assert moved.status_code == 200 and moved.json()["agency_code"] == "MOEF"
     assert client.get(f"{USERS}/olivia", headers=admin).json()["role"] == "ministry"
@@ -279,7 +266,7 @@ def test_clearing_full_name_is_a_clear_4xx_not_a_server_error(client, login):
     if response.status_code == 200:
         assert response.json()["full_name"] == ""
     else:
-        _error(response, 422, field="full_name")
+        error_body(response, 422, field="full_name")
 
 
 # --- agencies -----------------------------------------------------------------------------------
@@ -291,14 +278,14 @@ def test_agencies_crud(client, login, ministries):
         "parent_code": "MOIS"})
     assert created.status_code == 201, created.text
     assert created.json()["parent_code"] == "MOIS"
-    _error(client.post(AGENCIES, headers=admin, json={
+    error_body(client.post(AGENCIES, headers=admin, json={
         "code": "KOSA", "name_ko": "x", "name_en": "x", "kind": "agency"}), 409, field="code")
-    _error(client.post(AGENCIES, headers=admin, json={
+    error_body(client.post(AGENCIES, headers=admin, json={
         "code": "NEW", "name_ko": "x", "name_en": "x", "kind": "agency", "parent_code": "NOPE"}), 404,
         field="parent_code")
-    _error(client.post(AGENCIES, headers=admin, json={
+    error_body(client.post(AGENCIES, headers=admin, json={
         "code": "bad code", "name_ko": "x", "name_en": "x", "kind": "agency"}), 422, field="code")
-    _error(client.post(AGENCIES, headers=admin, json={
+    error_body(client.post(AGENCIES, headers=admin, json={
         "code": "NEW", "name_ko": "x", "name_en": "x", "kind": "planet"}), 422, field="kind")
 
     patched = client.patch(f"{AGENCIES}/KOSA", headers=admin, json={"name_en": "KASA"})
@@ -307,8 +294,8 @@ def test_agencies_crud(client, login, ministries):
     got = client.get(f"{AGENCIES}/KOSA", headers=admin)
     assert got.status_code == 200 and got.json()["name_en"] == "KASA"
 
-    _error(client.get(f"{AGENCIES}/NOPE", headers=admin), 404, code="not_found")
-    _error(client.patch(f"{AGENCIES}/NOPE", headers=admin, json={"name_en": "x"}), 404)
+    error_body(client.get(f"{AGENCIES}/NOPE", headers=admin), 404, code="not_found")
+    error_body(client.patch(f"{AGENCIES}/NOPE", headers=admin, json={"name_en": "x"}), 404)
 
     codes = [a["code"] for a in client.get(AGENCIES, headers=admin).json()]
     assert codes == sorted(codes) and {"KOSA", "MOIS", "MOEF"} <= set(codes)
@@ -320,8 +307,8 @@ def test_every_role_can_read_agencies_but_only_admin_writes(client, login, minis
     for role in ("operator", "secretariat", "auditor"):
         headers = login(f"reader-{role}", role)
         assert client.get(AGENCIES, headers=headers).status_code == 200
-        _error(client.post(AGENCIES, headers=headers, json={
+        error_body(client.post(AGENCIES, headers=headers, json={
             "code": "NEW", "name_ko": "x", "name_en": "x", "kind": "agency"}), 403, code="forbidden")
     ministry = login("reader-ministry", "ministry", "MOIS")
     assert client.get(f"{AGENCIES}/MOEF", headers=ministry).status_code == 200
-    _error(client.patch(f"{AGENCIES}/MOIS", headers=ministry, json={"name_en": "x"}), 403)
+    error_body(client.patch(f"{AGENCIES}/MOIS", headers=ministry, json={"name_en": "x"}), 403)
