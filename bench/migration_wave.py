@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "around")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "around")]
 
 from fastapi.testclient import TestClient  # noqa: E402
 from jobs_fakes import FakeChecks, FakeRunner  # noqa: E402
@@ -177,7 +177,7 @@ def main() -> int:
             ids = {a.code: a.id for a in session.scalars(select(Agency).where(Agency.code.in_(agencies)))}
             rows = _systems(agencies, args.systems, Clock().now(), ids, independent=args.independent)
             session.add_all(rows)
-            codes, inputs = [r.code for r in rows], _inputs(rows, work / "files")
+            codes, inputs = [r.code for r in rows], _inputs(rows, ctx.settings.effective_artifacts_dir)
 
         def wave(name: str, systems: list[str]) -> int:
             response = client.post("/api/v1/waves", headers=headers, json={
@@ -189,8 +189,15 @@ def main() -> int:
         baseline_wave = wave("baseline", codes)
         per_system = _sequential(ctx, baseline_wave)
         baseline = sum(per_system.values())
-        with transaction(ctx.sessions) as session:  # the same systems, legacy again, for the engine's wave
-            session.execute(update(AgencySystem).values(status="legacy"))
+        def legacy_again(systems: list[str]) -> None:
+            """The same systems, legacy again for the next wave: their earlier migrations set aside as undone (a
+            system is held by one wave at a time)."""
+            with transaction(ctx.sessions) as session:
+                ids = select(AgencySystem.id).where(AgencySystem.code.in_(systems))
+                session.execute(update(AgencySystem).where(AgencySystem.id.in_(ids)).values(status="legacy"))
+                session.execute(update(Migration).where(Migration.system_id.in_(ids)).values(state="rolled_back"))
+
+        legacy_again(codes)
         def through_engine(name: str, systems: list[str]) -> float:
             """The wave's makespan: from `run` until every system is migrated (cutovers approved at once)."""
             wave_id = wave(name, systems)
@@ -213,8 +220,7 @@ def main() -> int:
 
         makespan = through_engine("engine", codes)
         slowest_code = max(per_system, key=lambda code: per_system[code])
-        with transaction(ctx.sessions) as session:  # the slowest alone (what it calls stays migrated)
-            session.execute(update(AgencySystem).where(AgencySystem.code == slowest_code).values(status="legacy"))
+        legacy_again([slowest_code])  # the slowest alone (what it calls stays migrated)
         single = through_engine("single", [slowest_code])
     slowest = per_system[slowest_code]
     print(f"{args.systems} systems of {args.agencies} agencies; step latencies "

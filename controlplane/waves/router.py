@@ -35,7 +35,8 @@ CONTROLS = errors(409, 503, s409="the state does not accept this control (`contr
 
 @router.post("/waves", response_model=WaveRead, status_code=201,
              summary="Make a wave of systems (planned now: 422 with every finding unless the plan is clean)",
-             responses=errors(404, 409, s404="the credential is unknown", s409="a wave of that name exists"))
+             responses=errors(404, 409, s404="the credential is unknown",
+                              s409="a wave of that name exists, or a system is held by another wave's migration"))
 def create_wave(*, data: WaveIn, response: Response, principal: Writer, session: DbSession, ctx: Ctx) -> WaveRead:
     wave = flows.create_wave(session, ctx=ctx, actor=principal, data=data)
     response.headers["Location"] = f"{router.prefix}/waves/{wave.id}"

@@ -50,6 +50,7 @@ def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: Secr
         raise InvalidInput(f"the wave cannot be planned: {len(plan.findings)} finding(s), first: "
                            f"{plan.findings[0].describe()}", field="systems",
                            details=[f.to_dict() for f in plan.findings])
+    _refuse_held(session, [p.system for p in plan.systems])
     credential = get_credential(session, name=data.credential)
     stray = sorted(set(data.inputs) - set(data.systems))
     if stray:
@@ -94,6 +95,25 @@ def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: Secr
         add_event(session, clock=clock, wave_id=wave.id, kind="warning", system=warning.system,
                   message=warning.message)
     return wave
+
+
+def _refuse_held(session: Session, codes: list[str]) -> None:
+    """409 when a system is held by a migration of another wave: one that is not rolled back, nor canceled before
+    it made anything (two waves of one system would make its servers twice and switch its front twice). The
+    systems' rows are locked first, so that two waves made at once cannot both pass (PostgreSQL)."""
+    session.scalars(select(AgencySystem.id).where(AgencySystem.code.in_(codes)).with_for_update()).all()
+    holders = session.execute(
+        select(AgencySystem.code, Wave.name, Migration.state, Migration.resources)
+        .join(Migration, Migration.system_id == AgencySystem.id).join(Wave, Wave.id == Migration.wave_id)
+        .where(AgencySystem.code.in_(codes), Migration.state != State.ROLLED_BACK.value)
+        .order_by(Migration.created_at)).all()
+    held = [(code, wave, state) for code, wave, state, resources in holders
+            if state != State.CANCELED.value or resources]
+    if held:
+        code, wave, state = held[0]
+        raise Conflict(f"{code} is held by wave '{wave}' ({state}): roll it back or cancel it there first",
+                       field="systems", details=[{"field": "systems", "system": c, "wave": w, "state": st}
+                                                 for c, w, st in held])
 
 
 def _input_problems(code: str, given: dict[str, Any], artifacts: Path) -> list[tuple[str, str]]:

@@ -263,6 +263,38 @@ def test_bad_waves_are_refused_and_nothing_is_made(engine_app, change, field, te
         assert session.scalar(select(func.count()).select_from(Migration)) == 0
 
 
+@pytest.mark.parametrize("engine_on", [False])  # waves made and canceled, never run
+def test_a_system_is_held_by_one_wave_at_a_time(engine_app):
+    app = engine_app
+    first = _make_wave(app)
+    inputs = wave_body(app.files)["inputs"]
+    second = {"name": "wave-2", "systems": ["t-web", "t-db"], "credential": "hosts-root",
+              "inputs": {code: inputs[code] for code in ("t-web", "t-db")}}
+    refused = app.client.post(f"{API}/waves", headers=app.ops, json=second)
+    assert refused.status_code == 409, refused.text
+    body = refused.json()
+    assert body["code"] == "conflict" and body["field"] == "systems"
+    assert "held by wave 'wave-1' (pending)" in body["message"], body
+    assert {(d["system"], d["wave"]) for d in body["details"]} == {("t-web", "wave-1"), ("t-db", "wave-1")}
+    with transaction(app.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Wave)) == 1
+        assert session.scalar(select(func.count()).select_from(Migration)) == 3
+
+    # Canceled before it made anything, the first wave lets its systems go; one that made servers keeps them.
+    app.post(f"/waves/{first['id']}/cancel")
+    with transaction(app.sessions) as session:
+        web = session.scalars(select(Migration).join(AgencySystem).where(AgencySystem.code == "t-web")).one()
+        assert web.state == "canceled"
+        web.resources = {"t-web-web-1": {"id": "server-1", "address": "10.78.0.40"}}
+    still = app.client.post(f"{API}/waves", headers=app.ops, json=second)
+    assert still.status_code == 409 and "t-web is held by wave 'wave-1' (canceled)" in still.json()["message"]
+    assert [d["system"] for d in still.json()["details"]] == ["t-web"]
+    with transaction(app.sessions) as session:
+        session.scalars(select(Migration).join(AgencySystem).where(AgencySystem.code == "t-web")).one() \
+            .state = "rolled_back"
+    assert app.post("/waves", 201, json=second)["name"] == "wave-2"
+
+
 def _app_inputs(app: EngineApp, **change: Any) -> dict[str, Any]:
     inputs = wave_body(app.files)["inputs"]
     return {"inputs": {**inputs, "t-app": {**inputs["t-app"], **change}}}
