@@ -319,7 +319,8 @@ class CloudGateway:
 
     # -- servers -----------------------------------------------------------------------------------------------
     def create_server(self, spec: ServerSpec, *, timeout: float = 300) -> ServerInfo:
-        """Create (or find, after a retry) the server owned by `spec.owner`, and wait until it is ACTIVE.
+        """Create (or find, after a retry) the server owned by `spec.owner`, and wait until it is ACTIVE. One found
+        in ERROR (Nova could not build it, or it broke) is deleted and made again under the same owner.
 
         The server goes into this gateway's project. Where that project has an agency ingress group (see
         domain.agency_group_name), the server gets that group only, not the project's `default` group.
@@ -330,6 +331,13 @@ class CloudGateway:
         def find_or_create() -> Any:
             # Look before every attempt: an attempt whose answer was lost may have created the server.
             existing = self._find_by_owner(spec.owner)
+            if existing is not None and existing.status == "ERROR":
+                fault = (getattr(existing, "fault", None) or {}).get("message", "no fault recorded")
+                log.warning("server %s of %s is in ERROR (%s): deleting it to make it again", existing.id,
+                            spec.owner, fault)
+                self._conn.compute.delete_server(existing, ignore_missing=True)
+                self._conn.compute.wait_for_delete(existing, wait=120)
+                existing = None
             if existing is not None:
                 return existing
             image = self._conn.image.find_image(spec.image, ignore_missing=False)

@@ -190,6 +190,24 @@ def test_a_server_is_a_real_host_and_only_its_agency_sees_it(agencies: tuple[Age
         pass
 
 
+def test_a_server_in_error_is_made_again_under_its_owner(admin: CloudGateway,
+                                                        agencies: tuple[Agency, Agency]) -> None:
+    a = agencies[0]
+    owner = f"test:{uuid.uuid4().hex[:8]}"
+    broken = a.gateway.create_server(a.server(owner, "err-1"))
+    replaced = None
+    try:
+        admin._conn.compute.reset_server_state(broken.id, "error")  # as Nova leaves a server it could not build
+        assert a.gateway.find_server(owner).status == "ERROR"  # type: ignore[union-attr]
+        replaced = a.gateway.create_server(a.server(owner, "err-1"))  # a retry of the step that made it
+        assert replaced.id != broken.id and replaced.status == "ACTIVE" and replaced.owner == owner
+        assert [s.id for s in a.gateway.list_servers()] == [replaced.id]  # the broken one is gone, no twin
+    finally:
+        for server in (replaced, broken):
+            if server is not None:
+                a.gateway.delete_server(server.id)
+
+
 def test_quota_exceeded_is_clear_and_creates_nothing(admin: CloudGateway, agencies: tuple[Agency, Agency]) -> None:
     b = agencies[1]
     one_server = replace(b.spec, quotas=replace(b.spec.quotas, instances=1))
