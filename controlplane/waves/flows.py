@@ -308,22 +308,30 @@ def precheck(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
     with transaction(ctx.sessions) as session:
         tenancy = cloud_service.find_tenancy(session, agency_id=facts.agency_id, cloud=facts.cloud)
         project_id = tenancy.project_id if tenancy else None
+        ahead = service.servers_ahead(session, migration=_migration(session, migration_id))
     if project_id is None:
         raise StepFailed(f"{facts.agency} is not onboarded on cloud {facts.cloud}: apply its cloud spec first")
     with ctx.cloud.dedicated() as admin:
         usage = admin.quota_usage(project_id)
     todo = [s for s in facts.plan["servers"] if s["name"] not in facts.resources]
-    wanted = {"instances": len(todo), "cores": sum(s["flavor"]["vcpus"] for s in todo),
-              "ram_mb": sum(s["flavor"]["ram_mb"] for s in todo)}
+    wanted, kept = _sizes(todo), _sizes(ahead)
     figures = {u.resource: u for u in usage.resources}
     short = []
     for resource, need in wanted.items():
         figure = figures.get("ram" if resource == "ram_mb" else resource)
-        if figure is not None and figure.limit != inventory_domain.UNLIMITED and figure.in_use + need > figure.limit:
-            short.append(f"{resource}: {figure.in_use} in use + {need} needed > {figure.limit}")
+        if figure is None or figure.limit == inventory_domain.UNLIMITED:
+            continue
+        if figure.in_use + kept[resource] + need > figure.limit:
+            short.append(f"{resource}: {figure.in_use} in use + {kept[resource]} kept for the agency's migrations "
+                         f"ahead + {need} needed > {figure.limit}")
     if short:
         raise StepFailed(f"{facts.agency}'s quota has no room for the servers: {'; '.join(short)}")
-    return {"servers_to_create": len(todo), "quota_checked": wanted}
+    return {"servers_to_create": len(todo), "quota_checked": wanted, "kept_for_migrations_ahead": kept}
+
+
+def _sizes(servers: list[dict[str, Any]]) -> dict[str, int]:
+    return {"instances": len(servers), "cores": sum(s["flavor"]["vcpus"] for s in servers),
+            "ram_mb": sum(s["flavor"]["ram_mb"] for s in servers)}
 
 
 def provision(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:

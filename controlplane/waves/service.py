@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from controlplane.auth import audit
@@ -308,6 +308,18 @@ def request_rollback(session: Session, *, clock: Clock, actor: audit.Actor, migr
                  entity_id=migration.id, agency_id=migration.agency_id,
                  after={"rollback": rollback.id, "steps": rollback.steps, "system": migration.system.code})
     return rollback
+
+
+def servers_ahead(session: Session, *, migration: Migration) -> list[dict[str, Any]]:
+    """The planned servers not made yet of the agency's migrations under way that were asked for before this one
+    (an earlier wave, or earlier in its wave): what the agency's quota must keep for them. First asked, first
+    served: two prechecks at once agree on which of them has the room."""
+    ahead = session.scalars(select(Migration).where(
+        Migration.agency_id == migration.agency_id, Migration.id != migration.id,
+        Migration.state.in_([State.QUEUED.value, State.RUNNING.value, State.PAUSED.value]),
+        or_(Migration.wave_id < migration.wave_id,
+            and_(Migration.wave_id == migration.wave_id, Migration.position < migration.position))))
+    return [server for other in ahead for server in other.plan["servers"] if server["name"] not in other.resources]
 
 
 def current_rollback(session: Session, *, migration_id: str) -> Rollback | None:

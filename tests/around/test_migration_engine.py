@@ -7,6 +7,7 @@ input refused with nothing made, and scope. The same on the real dev cloud: test
 # ruff: noqa: F811  (fixtures imported from migration_fakes are parameters of the tests)
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -293,6 +294,43 @@ def test_a_system_is_held_by_one_wave_at_a_time(engine_app):
         session.scalars(select(Migration).join(AgencySystem).where(AgencySystem.code == "t-web")).one() \
             .state = "rolled_back"
     assert app.post("/waves", 201, json=second)["name"] == "wave-2"
+
+
+def test_precheck_keeps_the_quota_for_the_agencys_migrations_ahead(engine_app):
+    """Two waves of one agency that fit its quota apart but not together: the later fails at precheck with the
+    figures, before any server; once the earlier wave is no longer under way, a retry has the room."""
+    app = engine_app
+    first = _make_wave(app)
+    with transaction(app.sessions) as session:
+        web = session.scalars(select(AgencySystem).where(AgencySystem.code == "t-web")).one()
+        session.add(AgencySystem(code="t-solo", agency_id=web.agency_id, name_ko="t-solo", name_en="t-solo",
+                                 criticality=web.criticality, vcpus=web.vcpus, ram_mb=web.ram_mb, disk_gb=web.disk_gb,
+                                 data_gb=0, components=web.components, depends_on=[], status="legacy", notes="",
+                                 created_at=web.created_at, updated_at=web.updated_at))
+    with transaction(app.sessions) as session:  # the first wave waits for a place in the agency's queue
+        ahead = list(session.scalars(select(Migration).where(Migration.wave_id == first["id"])))
+        for migration in ahead:
+            migration.state = "queued"
+        kept = sum(len(m.plan["servers"]) for m in ahead)
+    project = app.cloud.projects["agency-mois"]
+    project["quotas"] = dataclasses.replace(project["quotas"], instances=kept)
+    inputs = wave_body(app.files)["inputs"]
+    second = app.post("/waves", 201, json={"name": "wave-2", "systems": ["t-solo"], "credential": "hosts-root",
+                                           "inputs": {"t-solo": inputs["t-web"]}})
+    app.post(f"/waves/{second['id']}/run")
+    solo = app.migration(app.wait(second["id"]), "t-solo")
+    assert (solo["state"], solo["step"]) == ("failed", "precheck"), solo
+    assert f"instances: 0 in use + {kept} kept for the agency's migrations ahead + 1 needed > {kept}" \
+        in solo["error"], solo["error"]
+    assert app.cloud.created == []
+
+    with transaction(app.sessions) as session:
+        for migration in session.scalars(select(Migration).where(Migration.wave_id == first["id"])):
+            migration.state = "canceled"
+    app.post(f"/migrations/{solo['id']}/retry")
+    solo = app.migration(app.wait(second["id"]), "t-solo")
+    assert solo["state"] == "awaiting_approval", solo
+    assert len(app.cloud.created) == 1
 
 
 def _app_inputs(app: EngineApp, **change: Any) -> dict[str, Any]:
