@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import openstack
 import openstack.config
 
 from controlplane.devcloud.cloud import DevCloud
+from controlplane.devcloud.hosts import ssh_answers
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOKS = REPO / "playbooks"
@@ -87,7 +87,7 @@ class Servers:
                                       if a["version"] == 4)
         deadline = time.monotonic() + 180
         for address in hosts.values():
-            while not _ssh_answers(address):
+            while not ssh_answers(address):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{address} does not answer SSH")
                 time.sleep(0.5)
@@ -106,14 +106,6 @@ class Servers:
                 cloud_call("wait_for_delete", self.conn.compute.wait_for_delete, server, wait=180)
         self.ids.clear()
 
-
-def _ssh_answers(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1) as sock:
-            sock.settimeout(2)
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def configure(hosts: dict[str, str], key: Path, work: Path, phase: str, secret: str) -> tuple[float, dict[str, Any]]:

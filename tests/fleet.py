@@ -9,7 +9,6 @@ server carries owner metadata cp_owner=tests-fleet-<uuid>.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 
 import openstack
 import openstack.connection
+
+from controlplane.devcloud.hosts import ssh_answers
 
 # The hosts the run's tests configure: the jobs API's, the runner adapter's, and the roles' three.
 HOSTS = ("jobs", "runner", "db", "app", "web")
@@ -66,7 +67,7 @@ class Fleet:
             booted.append((name, Host(server.name, address, server.id)))
         deadline = time.monotonic() + ssh_timeout
         for _, host in booted:
-            while not _ssh_answers(host.address):
+            while not ssh_answers(host.address):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{host.name} ({host.address}) does not answer SSH after {ssh_timeout:.0f} s")
                 time.sleep(0.5)
@@ -92,11 +93,3 @@ class Fleet:
                      if (s.metadata or {}).get("cp_owner") == self.owner]
         assert not errors and not leftovers, f"cleanup failed: {errors} {leftovers}"
 
-
-def _ssh_answers(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1) as sock:
-            sock.settimeout(2)
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False

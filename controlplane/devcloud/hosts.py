@@ -206,6 +206,11 @@ def _answers(address: str, port: int, banner: bytes = b"") -> bool:
         return False
 
 
+def ssh_answers(address: str) -> bool:
+    """A dev cloud server's SSH says hello at `address`, reached from this machine (through its firewall)."""
+    return _answers(address, 22, banner=b"SSH-")
+
+
 _CLONE_NEWNET = 0x40000000
 
 
