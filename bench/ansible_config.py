@@ -107,7 +107,6 @@ class Servers:
         self.ids.clear()
 
 
-
 def configure(hosts: dict[str, str], key: Path, work: Path, phase: str, secret: str) -> tuple[float, dict[str, Any]]:
     """One site.yml run over `hosts` with the phase's Ansible settings: (seconds, runner stats)."""
     private = work / f"{phase}-{uuid.uuid4().hex[:6]}"

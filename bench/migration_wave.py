@@ -189,6 +189,7 @@ def main() -> int:
         baseline_wave = wave("baseline", codes)
         per_system = _sequential(ctx, baseline_wave)
         baseline = sum(per_system.values())
+
         def legacy_again(systems: list[str]) -> None:
             """The same systems, legacy again for the next wave: their earlier migrations set aside as undone (a
             system is held by one wave at a time)."""
@@ -198,6 +199,7 @@ def main() -> int:
                 session.execute(update(Migration).where(Migration.system_id.in_(ids)).values(state="rolled_back"))
 
         legacy_again(codes)
+
         def through_engine(name: str, systems: list[str]) -> float:
             """The wave's makespan: from `run` until every system is migrated (cutovers approved at once)."""
             wave_id = wave(name, systems)

@@ -1,7 +1,7 @@
-"""The run's fleet: plain Debian servers on the dev cloud, booted together, at once, on the first test that asks
-for one, and deleted at the end of the run (the cleanup checks that none is left). Each name is one test module's
-host: a module configures its own and never sees what another did to theirs. The tests of server creation
-itself (the gateway, the smoke test, security groups, migrations) make their own servers.
+"""The run's fleet: plain Debian servers on the dev cloud, booted together on the first test that asks for one, and
+deleted at the end of the run (the cleanup checks that none is left). Each name is one test module's host: a module
+configures its own and never sees what another did to theirs. The tests of server creation itself (the gateway, the
+smoke test, security groups, migrations) make their own servers.
 
 The root `devcloud` fixture brings the cloud up; the root `ssh_key` fixture's key is the servers' root key. Every
 server carries owner metadata cp_owner=tests-fleet-<uuid>.
