@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,11 @@ QUOTA_FIELDS = ("instances", "cores", "ram_mb", "volumes")
 ACTIONS = ("create", "update", "delete")
 _PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\n]*)?$")
 _AGENCY_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+# Server metadata the control plane writes: the owner (found again on a retry) and the labels. The cp_ prefix
+# keeps them apart from what others put on a server; lower-case keys make group keys in inventory/openstack.yml.
+OWNER_KEY = "cp_owner"
+_LABEL_KEY = re.compile(r"^cp_[a-z_]{1,30}$")
+LABEL_VALUE_MAX = 255  # Nova's limit on a metadata value
 
 
 class SpecError(ValueError):
@@ -266,12 +271,34 @@ class Flavor:
 
 @dataclass(frozen=True)
 class ServerSpec:
+    """A server to create. `labels` become extra server metadata (e.g. cp_migration, cp_wave, cp_agency), which
+    inventory/openstack.yml turns into groups."""
+
     owner: str
     name: str
     flavor: str
     image: str
     network: str
     key_name: str | None = None
+    # Not hashed (a dict is not), still compared: a spec stays usable in sets and as a key.
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        validate_labels(self.labels)
+        # A copy: the caller's dict changing later does not change the spec.
+        object.__setattr__(self, "labels", dict(self.labels))
+
+
+def validate_labels(labels: Mapping[str, str]) -> None:
+    """Label keys are cp_ and 1-30 of a-z or _, values strings of at most 255 characters; cp_owner is the
+    owner's alone (a label naming it would let a retry find the wrong server)."""
+    for key, value in labels.items():
+        if key == OWNER_KEY:
+            raise SpecError(f"labels.{key}", "is set from the server's owner, not from a label")
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise SpecError(f"labels.{key}", "keys are cp_ followed by 1-30 lower-case letters or _")
+        if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX:
+            raise SpecError(f"labels.{key}", f"must be a string of at most {LABEL_VALUE_MAX} characters")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from openstack import exceptions as sdk
 
 from controlplane.cloud import domain
 from controlplane.cloud.domain import (
+    OWNER_KEY,
     AgencyCredential,
     ApplyResult,
     Flavor,
@@ -54,7 +55,6 @@ from controlplane.errors import AppError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-OWNER_KEY = "cp_owner"
 MEMBER_ROLE = "member"
 # Agencies' projects and users live in the cloud's default domain.
 DOMAIN_ID = "default"
@@ -324,6 +324,7 @@ class CloudGateway:
 
         The server goes into this gateway's project. Where that project has an agency ingress group (see
         domain.agency_group_name), the server gets that group only, not the project's `default` group.
+        Its metadata is `spec.labels` plus cp_owner; a server found again keeps the metadata it was made with.
         """
         project = self._call("authenticate", lambda: self._access().project_name)
         what = f"create server {spec.name} for {spec.owner} in project {project}"
@@ -350,7 +351,7 @@ class CloudGateway:
                 extra["security_groups"] = [{"name": group.id}]  # Nova takes a group's id in "name"
             return self._conn.compute.create_server(
                 name=spec.name, image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
-                metadata={OWNER_KEY: spec.owner}, **extra)
+                metadata={**spec.labels, OWNER_KEY: spec.owner}, **extra)
 
         server = self._call(what, find_or_create)
         return self.wait_for_server(server.id, timeout=timeout)

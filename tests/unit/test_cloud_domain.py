@@ -216,3 +216,31 @@ def test_a_cloud_down_longer_than_the_budget_is_unavailable() -> None:
     assert time.monotonic() - started < 1 and 2 < call.calls < 1000
     assert raised.value.message == "list servers: the cloud did not answer (ConnectFailure)"
     assert isinstance(raised.value.__cause__, ksa.ConnectFailure)
+
+
+def test_server_labels_are_checked_and_kept_as_given() -> None:
+    labels = {"cp_migration": "0b6f4c1e-5d7a-4a8e-9c3b-2f1d6e8a7b90", "cp_wave": "7", "cp_agency": "MOIS"}
+    spec = domain.ServerSpec("migration/x/web-1", "web-1", "small", "debian-12", "net", labels=labels)
+    labels["cp_wave"] = "8"  # the spec keeps its own copy
+    assert spec.labels == {"cp_migration": "0b6f4c1e-5d7a-4a8e-9c3b-2f1d6e8a7b90", "cp_wave": "7",
+                           "cp_agency": "MOIS"}
+    assert hash(spec) == hash(replace(spec, labels={}))  # still hashable; labels are compared, not hashed
+    assert spec != replace(spec, labels={})
+    assert domain.ServerSpec("o", "n", "small", "debian-12", "net").labels == {}
+    domain.validate_labels({"cp_" + "a" * 30: "x" * 255, "cp_x": ""})
+
+
+@pytest.mark.parametrize(("labels", "field"), [
+    ({"cp_owner": "migration/other/web-1"}, "labels.cp_owner"),
+    ({"migration": "1"}, "labels.migration"),
+    ({"cp_": "1"}, "labels.cp_"),
+    ({"cp_Wave": "1"}, "labels.cp_Wave"),
+    ({"cp_wave2": "1"}, "labels.cp_wave2"),
+    ({"cp_" + "a" * 31: "1"}, "labels.cp_" + "a" * 31),
+    ({"cp_wave": "x" * 256}, "labels.cp_wave"),
+    ({"cp_wave": 7}, "labels.cp_wave"),
+])
+def test_bad_server_labels_name_the_label(labels: dict[str, object], field: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        domain.ServerSpec("o", "n", "small", "debian-12", "net", labels=labels)  # type: ignore[arg-type]
+    assert raised.value.field == field
