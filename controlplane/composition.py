@@ -89,6 +89,7 @@ def start_engine(ctx: AppContext) -> workflows.Engine:
         except Exception:  # e.g. a database not migrated yet: the engine still runs what it recovered
             log.exception("looking for work to queue again failed (%s)", resume.__module__)
     wave_flows.count_states(ctx)
+    engine.every(ctx.settings.migration_wake_seconds, wave_flows.wake_held, name="migration-waker")
     return engine
 
 

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # At most this many migrations of one agency run at once, and this many create servers on one cloud at once.
     migration_agency_concurrency: int = Field(default=4, ge=1, le=100)
     migration_cloud_concurrency: int = Field(default=4, ge=1, le=100)
+    # After its cutover a system keeps its legacy side this long (a wave may say otherwise), then it is retired.
+    migration_soak_hours: float = Field(default=24.0, ge=0, le=24 * 90)
+    # How often the engine looks at migrations held outside the queue (waiting, blocked, soaking) for one to go on.
+    migration_wake_seconds: float = Field(default=5.0, gt=0, le=3600)
     # Long work on the same engine: cloud applies (one per agency at once, this many in all) and playbook runs (jobs
     # and the migrations' configure, move-data, verify and cutover steps share this limit), across all processes.
     # The image migrated systems' servers boot from (the cloud's own name for it); flavors come from the cloud.

@@ -25,6 +25,7 @@ from typing import IO, Any, TypeVar
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetEnqueueOptions, SetWorkflowID
 
 from controlplane.context import AppContext
+from controlplane.periodic import PeriodicRefresher
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # how soon queued work starts once there is room (a query per queue per poll)
@@ -66,11 +67,6 @@ def step(name: str) -> Callable[[F], F]:
     return DBOS.step(name=name)  # type: ignore[return-value]
 
 
-def sleep(seconds: float) -> None:
-    """A durable sleep inside a workflow."""
-    DBOS.sleep(seconds)
-
-
 def run_child(queue: str, function: Callable[..., Any], *args: Any) -> Any:
     """Inside a workflow: run `function` (a workflow) on `queue` and wait for its result."""
     return DBOS.enqueue_workflow(queue, function, *args).get_result(polling_interval_sec=POLL_SECONDS)
@@ -96,6 +92,7 @@ class Engine:
         self.queues = tuple(queues)
         self.started = False
         self._lock_file: IO[str] | None = None
+        self._tickers: list[PeriodicRefresher[AppContext]] = []
 
     def start(self) -> None:
         global _current
@@ -135,6 +132,9 @@ class Engine:
         is recovered by the next engine on this system database."""
         if not self.started:
             return
+        for ticker in self._tickers:
+            ticker.stop()
+        self._tickers.clear()
         try:
             drained = [queue.name for queue in self.queues if queue.drain]
             deadline = time.monotonic() + grace
@@ -146,6 +146,13 @@ class Engine:
         finally:
             self.started = False
             self._release()
+
+    def every(self, seconds: float, job: Callable[[AppContext], object], *, name: str) -> None:
+        """Run `job` now and every `seconds` while the engine runs: work no workflow waits for (taking on the
+        migrations held outside the queue). Each engine runs its own; the jobs lock what they change."""
+        ticker = PeriodicRefresher(self.ctx, seconds, job=job, name=name)
+        ticker.start()
+        self._tickers.append(ticker)
 
     def _release(self) -> None:
         global _current

@@ -35,4 +35,5 @@ def engine_settings(settings: Settings, tmp_path: Path, *, on: bool = True) -> I
         yield settings.model_copy(update={"workflows": False})
         return
     with workflows_database(settings, tmp_path) as url:
-        yield settings.model_copy(update={"workflows": True, "workflows_database_url": url})
+        yield settings.model_copy(update={"workflows": True, "workflows_database_url": url,
+                                          "migration_wake_seconds": 0.2})

@@ -143,8 +143,10 @@ ROLES = ("base", "postgresql", "data_migration", "tomcat", "nginx", "app_deploy"
 _INVENTORY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Connection settings are the control plane's: a variable such as ansible_ssh_common_args (ProxyCommand) or
-# ansible_connection=local would run commands on the control plane's own machine.
-_RESERVED_PREFIXES = ("ansible_", "check_")
+# ansible_connection=local would run commands on the control plane's own machine. cp_ ones too: cp_fetch_dir says
+# where a job may write files on the control plane's machine.
+_RESERVED_PREFIXES = ("ansible_", "check_", "cp_")
+FETCH_DIR_VARIABLE = "cp_fetch_dir"
 # Extra variables are stored and shown: a name like these belongs in the job's secrets.
 _SECRET_HINTS = ("password", "secret", "token", "private_key")
 
@@ -176,7 +178,7 @@ def variable_problems(values: Mapping[str, Any], where: str, *, secret: bool = F
         if not _VARIABLE.fullmatch(name):
             problems.append(JobSpecError(field, "not a valid variable name (letters, digits and '_')"))
         elif name.startswith(_RESERVED_PREFIXES):
-            problems.append(JobSpecError(field, "connection and check settings are set by the control plane"))
+            problems.append(JobSpecError(field, "connection, check and cp_ settings are set by the control plane"))
         elif reserved and name.startswith(reserved):
             problems.append(JobSpecError(field, f"names starting {' or '.join(reserved)} are set by the control "
                                                 "plane"))

@@ -163,16 +163,22 @@ def hosts_of(job: Job) -> list[domain.JobHost]:
 
 
 def request_job(session: Session, *, clock: Clock, actor: audit.Actor, box: SecretBox, data: JobIn,
-                runner: str, artifacts: Path, queued: bool = True) -> Job:
+                runner: str, artifacts: Path, queued: bool = True, fetch_dir: Path | None = None) -> Job:
     """Record a job as pending; its secrets are sealed in the row until it ends. The files its variables name are
     recorded as their real paths inside the artifacts directory (anything else is refused). Not `queued`: its
-    requester runs it itself."""
+    requester runs it itself. `fetch_dir` (the control plane's own requests only, inside the artifacts directory):
+    where its playbooks may bring files from the hosts (`cp_fetch_dir`)."""
     hosts = [domain.JobHost(name=h.name, address=h.address, groups=tuple(h.groups), vars=h.vars) for h in data.hosts]
     try:
         domain.validate_job(data.playbook, hosts, data.extravars, data.secrets, data.limit)
     except domain.JobSpecError as exc:
         raise InvalidInput(str(exc), field=exc.field) from None
     data = data.model_copy(update=with_artifacts(data.extravars, data.hosts, artifacts))
+    if fetch_dir is not None:
+        if not fetch_dir.resolve().is_relative_to(artifacts.resolve()):
+            raise ValueError(f"a job's fetch directory must be inside {artifacts}")
+        data = data.model_copy(update={"extravars": {**data.extravars,
+                                                     domain.FETCH_DIR_VARIABLE: str(fetch_dir.resolve())}})
     agency_id = agency_by_code(session, code=data.agency, field="agency").id if data.agency is not None else None
     if isinstance(actor, Principal) and not actor.can_reach(agency_id):
         raise NotFound(f"unknown agency '{data.agency}'", field="agency")

@@ -44,6 +44,14 @@ class MaintenanceWindow:
                 return True
         return False
 
+    def next_opening(self, moment: datetime) -> datetime:
+        """`moment` itself when it is inside the window, else when the window next opens (same timezone)."""
+        if self.contains(moment):
+            return moment
+        opens = (datetime.combine(moment.date() + timedelta(days=offset), self.start, tzinfo=moment.tzinfo)
+                 for offset in range(8))
+        return next(o for o in opens if o > moment and o.weekday() in self.days)
+
 
 def parse_window(text: str) -> MaintenanceWindow:
     """'Sun 02:00-06:00', 'Sat,Sun 22:00-04:00', 'Mon-Fri 23:00-05:00', 'daily 01:00-04:00'; ValueError if not."""

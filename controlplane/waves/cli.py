@@ -36,7 +36,8 @@ commands_app = typer.Typer()  # worker: a command of the root
 console = clikit.console
 POLL_SECONDS = 1.0
 _STYLE = {"succeeded": "green", "failed": "red", "rollback_failed": "red", "canceled": "yellow",
-          "awaiting_approval": "cyan", "paused": "yellow", "rolled_back": "magenta"}
+          "awaiting_approval": "cyan", "paused": "yellow", "rolled_back": "magenta", "waiting": "cyan",
+          "blocked": "red", "cut_over": "green"}
 
 
 def _details(details: list[dict[str, Any]]) -> Iterator[str]:
@@ -121,19 +122,24 @@ def _summary(wave: WaveRead) -> typer.Exit:
     if waiting:
         clikit.say(f"awaiting approval: {', '.join(waiting)} (controlplane waves approve {wave.id} "
                    f"--system CODE | --all)")
+    for m in wave.migrations:
+        if m.waiting_for:
+            clikit.say(f"{m.system}: {m.waiting_for}")
+    if any(m.waiting_for and m.state is not State.BLOCKED for m in wave.migrations):
+        clikit.say("held migrations go on by themselves while `controlplane serve` or `controlplane worker` runs")
     clikit.say(f"wave {wave.id} {wave.name}: {wave.state}")
     failed = any(m.state in (State.FAILED, State.ROLLBACK_FAILED) for m in wave.migrations)
     return typer.Exit(clikit.FAILED if failed else clikit.OK)
 
 
 def _table(wave: WaveRead) -> Table:
-    """Each system's state, step, steps done, servers (one a line) and its whole error (under the table when the
-    row does not fit the width)."""
-    table = clikit.table("system", "agency", "state", "step", "done", "servers", "error",
-                         title=f"Wave {wave.id} {wave.name}: {wave.state}", fold=("error",))
+    """Each system's state, step, steps done, servers (one a line) and its whole error or what it waits for (under
+    the table when the row does not fit the width)."""
+    table = clikit.table("system", "agency", "state", "step", "done", "servers", "detail",
+                         title=f"Wave {wave.id} {wave.name}: {wave.state}", fold=("detail",))
     for m in wave.migrations:
         table.add_row(m.system, m.agency, m.state.value, m.step or "–", f"{len(m.steps_done)}/{len(m.steps)}",
-                      "\n".join(m.servers) or "–", m.error or "–")
+                      "\n".join(m.servers) or "–", m.error or m.waiting_for or "–")
     return table
 
 
@@ -207,7 +213,8 @@ def waves_run(
             raise _summary(_watch(ctx, wave_id))
 
 
-def _control(wave_id: int, control: Control, systems: list[str], every: bool, from_step: str | None = None) -> None:
+def _control(wave_id: int, control: Control, systems: list[str], every: bool, from_step: str | None = None,
+             force_window: str | None = None, confirm_writes: bool = False) -> None:
     actor = clikit.actor()
     queueing = control in (Control.RESUME, Control.RETRY, Control.APPROVE, Control.ROLLBACK)
     with clikit.reporting(_details), clikit.context() as ctx, _workflows(ctx) if queueing else _nothing() as here:
@@ -221,12 +228,14 @@ def _control(wave_id: int, control: Control, systems: list[str], every: bool, fr
                                     "--system or use --all", field="system")
             for migration in chosen:
                 if control is Control.ROLLBACK:
-                    undo = service.request_rollback(session, clock=ctx.clock, actor=actor, migration=migration)
+                    undo = service.request_rollback(session, clock=ctx.clock, actor=actor, migration=migration,
+                                                    confirm_writes_since_cutover=confirm_writes)
                     submitted.append((migration.id, undo.workflow_id, migration.agency.code, undo.id))
                     message = f"rollback of {migration.system.code}: {' -> '.join(undo.steps) or 'nothing'}"
                 else:
                     message = service.request_control(session, clock=ctx.clock, actor=actor,
-                                                      migration=migration, control=control, from_step=from_step)
+                                                      migration=migration, control=control, from_step=from_step,
+                                                      force_window=force_window)
                     job_id = flows.running_job(session, migration_id=migration.id)
                     if control is Control.CANCEL and job_id is not None:  # its runner reads the flag within 1 s
                         job_flows.cancel_job(session, ctx=ctx, actor=actor, job_id=job_id)
@@ -252,9 +261,13 @@ _ALL = typer.Option(False, "--all", help="every system of the wave")
 
 
 @waves_app.command("approve")
-def waves_approve(wave_id: int, system: list[str] = _SYSTEM, every: bool = _ALL) -> None:
-    """Approve the cutover of systems awaiting it."""
-    _control(wave_id, Control.APPROVE, system, every)
+def waves_approve(wave_id: int, system: list[str] = _SYSTEM, every: bool = _ALL,
+                  force_window: str | None = typer.Option(
+                      None, "--force-window", metavar="REASON",
+                      help="cut over outside the systems' maintenance windows, for this reason (audited)")) -> None:
+    """Approve the cutover of systems awaiting it (or waiting for their window, with --force-window), or the
+    retire of cut-over systems before their soak ends."""
+    _control(wave_id, Control.APPROVE, system, every, force_window=force_window)
 
 
 @waves_app.command("pause")
@@ -283,9 +296,14 @@ def waves_retry(wave_id: int, system: list[str] = _SYSTEM,
 
 
 @waves_app.command("rollback")
-def waves_rollback(wave_id: int, system: list[str] = _SYSTEM, every: bool = _ALL) -> None:
-    """Undo migrations: the front back to the legacy side, their servers deleted, and proof nothing is left."""
-    _control(wave_id, Control.ROLLBACK, system, every)
+def waves_rollback(wave_id: int, system: list[str] = _SYSTEM, every: bool = _ALL,
+                   confirm_writes: bool = typer.Option(
+                       False, "--confirm-writes-since-cutover",
+                       help="roll back cut-over systems: their new databases are dumped first, but what their users "
+                            "wrote since the cutover is not loaded into the legacy side")) -> None:
+    """Undo migrations: the front back to the legacy side, the new databases of cut-over systems dumped, their
+    servers deleted, and proof nothing is left."""
+    _control(wave_id, Control.ROLLBACK, system, every, confirm_writes=confirm_writes)
 
 
 @commands_app.command("worker")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from controlplane.inventory.domain import ROLES, StepError
 from controlplane.inventory.planning import Step
+from controlplane.inventory.windows import MaintenanceWindow
 
 
 class State(StrEnum):
@@ -21,6 +23,10 @@ class State(StrEnum):
     QUEUED = "queued"  # its workflow waits for a place in its agency's queue
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"  # everything before cutover is done; an operator approves it
+    # Held outside the queue (no workflow, no queue slot) until what they wait for comes; see `cutover_hold`.
+    WAITING = "waiting"  # approved: its cutover waits for its dependencies' cutover or its maintenance window
+    BLOCKED = "blocked"  # approved: a dependency failed, was canceled or rolled back; it goes on once that is cut over
+    CUT_OVER = "cut_over"  # its users are on the new side; the legacy side is kept until the soak ends, then retire
     PAUSED = "paused"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -49,6 +55,8 @@ class Control(StrEnum):
     ROLLBACK = "rollback"
 
 
+HELD = (State.WAITING, State.BLOCKED, State.CUT_OVER)
+
 # Which controls each state accepts. A pause or a cancel of a queued or running migration is a request that the
 # workflow takes up between steps (cancel also stops the playbook job running); the rest act at once.
 ALLOWED: dict[State, frozenset[Control]] = {
@@ -56,6 +64,9 @@ ALLOWED: dict[State, frozenset[Control]] = {
     State.QUEUED: frozenset({Control.PAUSE, Control.CANCEL}),
     State.RUNNING: frozenset({Control.PAUSE, Control.CANCEL}),
     State.AWAITING_APPROVAL: frozenset({Control.APPROVE, Control.CANCEL, Control.ROLLBACK}),
+    State.WAITING: frozenset({Control.APPROVE, Control.CANCEL, Control.ROLLBACK}),  # approve: force the window
+    State.BLOCKED: frozenset({Control.CANCEL, Control.ROLLBACK}),
+    State.CUT_OVER: frozenset({Control.APPROVE, Control.ROLLBACK}),  # approve: retire before the soak ends
     State.PAUSED: frozenset({Control.RESUME, Control.CANCEL, Control.ROLLBACK}),
     State.FAILED: frozenset({Control.RETRY, Control.CANCEL, Control.ROLLBACK}),
     State.CANCELED: frozenset({Control.RETRY, Control.ROLLBACK}),
@@ -74,6 +85,70 @@ def refusal(state: State | str, control: Control | str) -> str | None:
     accepted = sorted(ALLOWED[state])
     hint = f"it accepts {', '.join(accepted)}" if accepted else "it accepts no control"
     return f"cannot {control} a migration that is {state.value.replace('_', ' ')}: {hint}"
+
+
+# --------------------------------------------------------------------------- holds outside the queue
+
+# A dependency in one of these states will not be cut over unless an operator acts: its dependents are blocked.
+_STOPPED = {State.FAILED: "failed", State.CANCELED: "was canceled", State.ROLLING_BACK: "is rolling back",
+            State.ROLLED_BACK: "was rolled back", State.ROLLBACK_FAILED: "could not be rolled back"}
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why an approved migration does not run its next step now, and the state it waits in (outside the queue)."""
+
+    state: State
+    reason: str
+    until: datetime | None = None  # when time alone lets it go on (a window opens, a soak ends)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    code: str
+    state: State
+    cut_over: bool
+
+
+def cutover_hold(dependencies: Sequence[Dependency], *, window: MaintenanceWindow | None, local_now: datetime,
+                 window_forced: bool = False) -> Hold | None:
+    """What an approved cutover waits for, in local time: its dependencies first (blocked when one of them has
+    stopped), then its maintenance window unless an operator forced it; None: it runs now."""
+    stopped = [f"{d.code} {_STOPPED[d.state]}" for d in dependencies if not d.cut_over and d.state in _STOPPED]
+    if stopped:
+        return Hold(State.BLOCKED, f"cutover blocked: {', '.join(stopped)}; it goes on once "
+                                   f"{'they are' if len(stopped) > 1 else 'it is'} cut over")
+    waiting = [d.code for d in dependencies if not d.cut_over]
+    if waiting:
+        return Hold(State.WAITING, f"cutover waits for {', '.join(waiting)} to be cut over first")
+    if window is not None and not window_forced and not window.contains(local_now):
+        opens = window.next_opening(local_now)
+        return Hold(State.WAITING, f"cutover waits for its maintenance window {window}: it opens "
+                                   f"{opens:%Y-%m-%d %H:%M} ({opens.tzname()})", until=opens)
+    return None
+
+
+CLOUD_RETRY_FIRST_SECONDS = 15
+CLOUD_RETRY_MAX_SECONDS = 300
+
+
+def cloud_retry_delay(waits: int) -> int:
+    """Seconds before the `waits`-th try of a step the cloud did not answer: 15, 30, 60 ... up to 5 minutes."""
+    return min(CLOUD_RETRY_FIRST_SECONDS * 2 ** max(waits - 1, 0), CLOUD_RETRY_MAX_SECONDS)
+
+
+def cloud_hold(error: str, *, local_retry: datetime, until: datetime) -> Hold:
+    return Hold(State.WAITING, f"waiting for the cloud: {error}; it tries again at "
+                               f"{local_retry:%Y-%m-%d %H:%M:%S} ({local_retry.tzname()})", until=until)
+
+
+def soak_hold(soak_until: datetime, *, now: datetime, local_until: datetime) -> Hold | None:
+    """A cut-over system keeps its legacy side until the soak ends (an operator may approve retiring earlier)."""
+    if now >= soak_until:
+        return None
+    return Hold(State.CUT_OVER, f"cut over: the legacy side is kept (soak) until {local_until:%Y-%m-%d %H:%M} "
+                                f"({local_until.tzname()}), then retired; approve to retire it earlier",
+                until=soak_until)
 
 
 def retry_from(steps: Sequence[str], done: Sequence[str], from_step: str | None) -> list[str]:
@@ -102,6 +177,7 @@ class JobSpec:
     verify: bool
     what: str  # for events: "configure minwon-app-1, minwon-db-1"
     secrets: tuple[str, ...] = ("postgresql_db_owner_password",)
+    fetch: bool = False  # it brings files back to the control plane (into a directory the engine names)
 
 
 @dataclass(frozen=True)
@@ -148,10 +224,11 @@ def missing_inputs(plan: Mapping[str, Any], inputs: Inputs) -> list[tuple[str, s
 
 
 def database_owner(plan: Mapping[str, Any]) -> str:
-    return f"{_database(plan)}_app"
+    return f"{database(plan)}_app"
 
 
-def _database(plan: Mapping[str, Any]) -> str:
+def database(plan: Mapping[str, Any]) -> str:
+    """The name of the system's database on its new db server."""
     moves = plan["data_moves"]
     return moves[0]["database"] if moves else str(plan["system"]).replace("-", "_")
 
@@ -174,14 +251,14 @@ def upstreams(plan: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]
 
 def common_vars(plan: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
     """Variables every job of the system gets."""
-    database, owner = _database(plan), database_owner(plan)
     variables: dict[str, Any] = {"migration_system": plan["system"]}
     if any("postgresql" in s["roles"] for s in plan["servers"]):
-        variables |= {"postgresql_db_name": database, "postgresql_db_owner": owner}
+        variables |= {"postgresql_db_name": database(plan), "postgresql_db_owner": database_owner(plan)}
         if _servers(plan, "app") and inputs.network_cidr:
             # The app servers reach the database over the agency network.
             variables |= {"postgresql_listen_addresses": ["*"], "postgresql_hba_entries": [
-                {"type": "host", "database": database, "user": owner, "address": inputs.network_cidr,
+                {"type": "host", "database": database(plan), "user": database_owner(plan),
+                 "address": inputs.network_cidr,
                  "method": "scram-sha-256"},
                 {"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32",
                  "method": "scram-sha-256"}]}
@@ -202,7 +279,8 @@ def _host_vars(server: Mapping[str, Any], plan: Mapping[str, Any], resources: Ma
         variables["app_deploy_artifact_url" if artifact.get("url") else "app_deploy_artifact_src"] = \
             artifact.get("url") or artifact["src"]
         if artifact.get("health_content"):
-            base = f"http://127.0.0.1:8080/{artifact['name']}/" if kind == "war" else "http://127.0.0.1/"
+            context = "" if artifact["name"] == "ROOT" else f"{artifact['name']}/"  # a WAR named ROOT serves /
+            base = f"http://127.0.0.1:8080/{context}" if kind == "war" else "http://127.0.0.1/"
             variables |= {"app_deploy_health_url": base, "app_deploy_health_content": artifact["health_content"]}
     if "nginx" in server["roles"] and server["tier"] == "web":
         app = [s for s in _servers(plan, "app") if "tomcat" in s["roles"]]
@@ -232,14 +310,19 @@ def step_jobs(step: Step | str, plan: Mapping[str, Any], resources: Mapping[str,
                         common | {"migration_steps": ordered}, verify=False, what=f"configure {names}"),)
     if step is Step.MOVE_DATA and not rollback:
         data = dict(inputs.data or {})
-        move_vars = {"data_migration_db_name": _database(plan), "data_migration_db_owner": database_owner(plan),
+        move_vars = {"data_migration_db_name": database(plan), "data_migration_db_owner": database_owner(plan),
                      "data_migration_format": data.get("format", "sql")}
         for key in ("dump_src", "schema_src", "manifest_src", "manifest", "csv_files"):
             if data.get(key):
                 move_vars[f"data_migration_{key}"] = data[key]
         return (JobSpec("migrate_system.yml", _hosts(plan, resources, inputs, {"data_migration"}, {"db"}),
                         common | move_vars | {"migration_steps": ["data_migration"]}, verify=False,
-                        what=f"move data into {_database(plan)}"),)
+                        what=f"move data into {database(plan)}"),)
+    if step is Step.MOVE_DATA and rollback:  # before its server goes: the database as its users left it
+        (move,) = step_jobs(Step.MOVE_DATA, plan, resources, inputs)
+        return (JobSpec("migrate_system.yml", move.hosts, move.extravars | {"data_migration_action": "dump"},
+                        verify=False, what=f"dump {database(plan)} before its server is deleted", secrets=(),
+                        fetch=True),)
     if step is Step.VERIFY and not rollback:
         roles = {r for s in plan["servers"] for r in s["roles"]}
         variables = dict(common)

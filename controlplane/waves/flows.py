@@ -6,12 +6,16 @@ is safe to repeat: a step already done is not run again, a server is found befor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -25,6 +29,7 @@ from controlplane.automation.schemas import JobHostIn, JobIn
 from controlplane.cloud import flows as cloud_flows
 from controlplane.cloud import service as cloud_service
 from controlplane.cloud.domain import AgencyCredential, ServerInfo, ServerSpec
+from controlplane.cloud.errors import CloudUnavailable
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import InvalidInput
@@ -34,8 +39,8 @@ from controlplane.inventory import service as inventory
 from controlplane.inventory.models import AgencySystem
 from controlplane.processes import process_identity
 from controlplane.secrets import secret_box
-from controlplane.waves import service
-from controlplane.waves.domain import JobSpec, State, inputs_of, owner_tag, step_jobs
+from controlplane.waves import holds, service
+from controlplane.waves.domain import HELD, JobSpec, State, database, inputs_of, owner_tag, step_jobs
 from controlplane.waves.metrics import MigrationMetrics
 from controlplane.waves.models import Migration, Rollback, StepRun, Wave
 from controlplane.waves.schemas import WaveIn
@@ -47,8 +52,8 @@ ROLLBACK_WORKFLOW = "cp.rollback"
 # The steps that run playbooks: each takes a slot of the playbook queue, which jobs share (CP_PLAYBOOK_CONCURRENCY).
 PLAYBOOK_STEPS = frozenset({planning.Step.CONFIGURE.value, planning.Step.MOVE_DATA.value, planning.Step.VERIFY.value,
                             planning.Step.CUTOVER.value})
-WAIT_SECONDS = 1.0  # how often a migration waiting for its dependencies' cutover looks again
 JOB_TIMEOUT_SECONDS = 3600
+CLOUD_UNREACHABLE = "cloud_unreachable"  # a step run's end when the cloud did not answer: it runs again later
 
 
 class StepFailed(Exception):
@@ -72,7 +77,7 @@ class AgencyCloud(Protocol):
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # run | wait | end
+    action: str  # run | end
     step: str | None = None
     outcome: str | None = None  # the state the workflow ends in
 
@@ -81,8 +86,9 @@ class Decision:
 
 
 def decide(ctx: AppContext, migration_id: str, *, attempt: str | None = None) -> Decision:
-    """What the migration's workflow does next, from its row: the next step, a wait, or the end. The workflow of
-    `attempt` ends when the migration has moved on to another attempt (a retry made while it was finishing)."""
+    """What the migration's workflow does next, from its row: the next step, or the end (done, stopped, or held
+    outside the queue until an operator or `wake_held` takes it on). The workflow of `attempt` ends when the
+    migration has moved on to another attempt (a retry made while it was finishing)."""
     with transaction(ctx.sessions) as session:
         migration = _migration(session, migration_id)
         state = State(migration.state)
@@ -97,46 +103,61 @@ def decide(ctx: AppContext, migration_id: str, *, attempt: str | None = None) ->
             return Decision("end", outcome=state.value)
         if migration.control == "pause":
             migration.control = None
-            service.set_state(session, clock=ctx.clock, migration=migration, state=State.PAUSED,
-                              message=f"{migration.system.code} paused before {_next(migration) or 'its end'}")
+            service.set_state(session, clock=ctx.clock, migration=migration, state=State.PAUSED, message=(
+                f"{migration.system.code} paused before {holds.next_step(migration) or 'its end'}"))
             return Decision("end", outcome=State.PAUSED.value)
-        step = _next(migration)
+        step = holds.next_step(migration)
         if step is None:
             migration.step = None
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.SUCCEEDED,
                               message=f"{migration.system.code} migrated")
             return Decision("end", outcome=State.SUCCEEDED.value)
-        if step == planning.Step.CUTOVER.value:
-            if migration.approved_at is None:
-                migration.step = step
-                service.set_state(session, clock=ctx.clock, migration=migration, state=State.AWAITING_APPROVAL,
-                                  message=f"{migration.system.code} is ready for cutover: an operator approves it")
-                return Decision("end", outcome=State.AWAITING_APPROVAL.value)
-            waiting = _dependencies_not_cut_over(session, migration)
-            if waiting:  # approved, but what it calls is not on the new side yet
-                if state is State.QUEUED or migration.step != "waiting":
-                    migration.step = "waiting"
-                    service.set_state(session, clock=ctx.clock, migration=migration, state=State.RUNNING,
-                                      message=f"cutover waits for {', '.join(waiting)} to be cut over first")
-                return Decision("wait")
+        if step == planning.Step.CUTOVER.value and migration.approved_at is None:
+            migration.step = step
+            service.set_state(session, clock=ctx.clock, migration=migration, state=State.AWAITING_APPROVAL,
+                              message=f"{migration.system.code} is ready for cutover: an operator approves it")
+            return Decision("end", outcome=State.AWAITING_APPROVAL.value)
+        if step == planning.Step.RETIRE.value and migration.soak_until is None:
+            hours = migration.wave.soak_hours
+            soak = timedelta(hours=ctx.settings.migration_soak_hours if hours is None else hours)
+            migration.soak_until = ctx.clock.now() + soak
+        hold = holds.hold_of(ctx, migration, step)
+        if hold is not None:
+            holds.record(session, ctx, migration, hold, step)
+            return Decision("end", outcome=hold.state.value)
         if state is State.QUEUED:
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.RUNNING, step=step,
                               message=f"{migration.system.code} running (attempt {migration.attempt})")
         return Decision("run", step=step)
 
 
-def _next(migration: Migration) -> str | None:
-    steps = [planning.Step(s) for s in migration.plan["steps"]]
-    step = planning.next_step(migration.steps_done, steps=steps)
-    return step.value if step else None
+# --------------------------------------------------------------------------- held outside the queue
 
 
-def _dependencies_not_cut_over(session: Session, migration: Migration) -> list[str]:
-    if not migration.depends_on:
-        return []
-    others = {m.system.code: m for m in migration.wave.migrations}
-    return [code for code in migration.depends_on
-            if code in others and planning.Step.CUTOVER.value not in others[code].steps_done]
+def wake_held(ctx: AppContext) -> int:
+    """Take on the migrations held outside the queue whose wait is over (a window open, a soak ended, a dependency
+    cut over): each gets a new attempt on its agency's queue. Returns how many were taken on. Run now and then by
+    the engine (`CP_MIGRATION_WAKE_SECONDS`)."""
+    with transaction(ctx.sessions) as session:
+        held = session.scalars(select(Migration).where(Migration.state.in_([s.value for s in HELD]))
+                               .with_for_update(of=Migration))
+        woken, moved = holds.take_on(session, ctx, list(held))
+    submit(ctx, woken)
+    if moved:
+        count_states(ctx)
+    return len(woken)
+
+
+def release_dependents(ctx: AppContext, migration_id: str) -> list[tuple[str, str, str]]:
+    """After a step of the migration: its dependents held for its cutover go on at once if it is cut over, or are
+    shown blocked if it stopped. Returns their new attempts, for the workflow to submit."""
+    with transaction(ctx.sessions) as session:
+        migration = _migration(session, migration_id)
+        code = migration.system.code
+        held = session.scalars(select(Migration).where(
+            Migration.wave_id == migration.wave_id, Migration.state.in_([State.WAITING.value, State.BLOCKED.value]))
+            .with_for_update(of=Migration))
+        return holds.take_on(session, ctx, [m for m in held if code in m.depends_on])[0]
 
 
 def _migration(session: Session, migration_id: str) -> Migration:
@@ -150,7 +171,7 @@ def _migration(session: Session, migration_id: str) -> Migration:
 
 
 def run_step(ctx: AppContext, migration_id: str, step: str) -> str:
-    """Run one step to its end and record it; returns succeeded | failed | canceled. A step already done is
+    """Run one step to its end and record it; returns succeeded | failed | canceled | cloud_unreachable. A step done is
     not run again (a workflow replaying after a crash lands here)."""
     with transaction(ctx.sessions) as session:
         migration = _migration(session, migration_id)
@@ -169,6 +190,8 @@ def run_step(ctx: AppContext, migration_id: str, step: str) -> str:
         outcome, error = "canceled", str(exc)
     except StepFailed as exc:
         outcome, error = "failed", str(exc)
+    except CloudUnavailable as exc:  # an outage: waited out, not a failure
+        outcome, error = CLOUD_UNREACHABLE, str(exc)
     except Exception as exc:  # an adapter's error: name it, keep the trace in the log only
         log.exception("step %s of migration %s failed", step, migration_id)
         outcome, error = "failed", f"{step} failed: {exc}"
@@ -180,10 +203,13 @@ def run_step(ctx: AppContext, migration_id: str, step: str) -> str:
                          error=error)
         if outcome == "succeeded":
             migration.steps_done = [*migration.steps_done, step]
+            migration.cloud_retry_at, migration.cloud_waits = None, 0
         elif outcome == "canceled" or migration.control == "cancel":
             migration.control = None
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.CANCELED,
                               message=f"{migration.system.code} canceled during {step}")
+        elif outcome == CLOUD_UNREACHABLE:
+            holds.wait_for_cloud(session, ctx, migration, step, error)
         else:
             service.set_state(session, clock=ctx.clock, migration=migration, state=State.FAILED, step=step,
                               error=error, message=f"{step} failed: {error}")
@@ -198,6 +224,7 @@ class _Facts:
     system: str
     agency: str
     agency_id: int
+    wave_id: int
     plan: dict[str, Any]
     inputs: Any
     resources: dict[str, dict[str, Any]]
@@ -210,7 +237,8 @@ def _facts(ctx: AppContext, migration_id: str) -> _Facts:
     with transaction(ctx.sessions) as session:
         m = _migration(session, migration_id)
         credential = job_service.credential_name(session, credential_id=m.wave.credential_id)
-        return _Facts(system=m.system.code, agency=m.agency.code, agency_id=m.agency_id, plan=m.plan,
+        return _Facts(system=m.system.code, agency=m.agency.code, agency_id=m.agency_id, wave_id=m.wave_id,
+                      plan=m.plan,
                       inputs=inputs_of(m.legacy), resources=dict(m.resources),
                       credential=credential, cloud=m.wave.cloud,
                       secret=secret_box(ctx.settings).open(m.secrets_sealed) if m.secrets_sealed else "")
@@ -228,8 +256,9 @@ def _note(ctx: AppContext, migration_id: str, run_id: int, **detail: Any) -> Non
 
 
 def _run_jobs(ctx: AppContext, migration_id: str, run_id: int, specs: tuple[JobSpec, ...],
-              facts: _Facts) -> dict[str, Any]:
-    """Run a step's playbook jobs one after the other; the first that does not succeed fails the step."""
+              facts: _Facts, *, fetch_dir: Path | None = None) -> dict[str, Any]:
+    """Run a step's playbook jobs one after the other; the first that does not succeed fails the step. Jobs that
+    fetch files bring them into `fetch_dir`."""
     results = []
     for spec in specs:
         data = JobIn(playbook=spec.playbook, credential=facts.credential, agency=facts.agency,
@@ -242,7 +271,8 @@ def _run_jobs(ctx: AppContext, migration_id: str, run_id: int, specs: tuple[JobS
             try:
                 job = job_service.request_job(session, clock=ctx.clock, actor=f"migration:{facts.system}",
                                               box=secret_box(ctx.settings), data=data, runner=process_identity(),
-                                              artifacts=ctx.settings.effective_artifacts_dir, queued=False)
+                                              artifacts=ctx.settings.effective_artifacts_dir, queued=False,
+                                              fetch_dir=fetch_dir if spec.fetch else None)
             except InvalidInput as exc:  # e.g. an artifact removed since the wave was made
                 raise StepFailed(f"{spec.what}: {exc.message}") from None
             job_id = job.id
@@ -343,7 +373,8 @@ def provision(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]
             info = gateway.create_server(ServerSpec(
                 owner=owner_tag(migration_id, server["name"]), name=server["name"], flavor=server["flavor"]["name"],
                 image=server["image"], network=spec.network_name,
-                key_name=spec.keypair_name if spec.public_key else None))
+                key_name=spec.keypair_name if spec.public_key else None,
+                labels={"cp_migration": migration_id, "cp_wave": str(facts.wave_id), "cp_agency": facts.agency}))
             if not info.addresses:
                 raise StepFailed(f"server {server['name']} ({info.id}) has no address")
             made[server["name"]] = {"id": info.id, "address": info.addresses[0]}
@@ -465,7 +496,7 @@ def _end_rollback(session: Session, ctx: AppContext, rollback: Rollback, migrati
         return
     rollback.state = State.SUCCEEDED.value
     migration.steps_done, migration.resources, migration.step, migration.approved_at = [], {}, None, None
-    migration.approved_by, migration.error = None, ""
+    migration.approved_by, migration.error, migration.soak_until, migration.window_forced = None, "", None, None
     service.set_state(session, clock=ctx.clock, migration=migration, state=State.ROLLED_BACK,
                       message=f"{migration.system.code} rolled back: nothing of it is left in the cloud")
 
@@ -507,8 +538,37 @@ def undo_cutover(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, A
 
 
 def undo_move_data(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
-    # The migrated database lives on the system's db server only, which the provision undo deletes.
-    return {"note": "the migrated database goes with its server (undo of provision)"}
+    """A cut-over system's users may have written to its new database: dump it (and measure it against the source
+    manifest) into the rollback's directory before the provision undo deletes its server."""
+    facts = _facts(ctx, migration_id)
+    with transaction(ctx.sessions) as session:
+        rollback = service.current_rollback(session, migration_id=migration_id)
+        assert rollback is not None
+        rollback_id, cut_over = rollback.id, planning.Step.CUTOVER.value in rollback.steps
+    if not cut_over:
+        return {"note": "never cut over: the new database holds only what was moved, and goes with its server"}
+    where = ctx.settings.effective_artifacts_dir / "rollbacks" / rollback_id
+    where.mkdir(parents=True, exist_ok=True)
+    specs = step_jobs(planning.Step.MOVE_DATA, facts.plan, facts.resources, facts.inputs, rollback=True)
+    result = _run_jobs(ctx, migration_id, run_id, specs, facts, fetch_dir=where)
+    dumps = [_dump_of(where, database(facts.plan))]
+    with transaction(ctx.sessions) as session:
+        _rollback(session, rollback_id).dumps = dumps
+    return result | {"dumps": dumps}
+
+
+def _dump_of(where: Path, name: str) -> dict[str, Any]:
+    """The dump a job brought back, with its checksum and what differs from the source manifest."""
+    dump, measure = where / f"{name}.sql", where / f"{name}.changes.json"
+    if not dump.is_file() or not measure.is_file():
+        raise StepFailed(f"the dump of {name} did not arrive in {where}")
+    digest = hashlib.sha256()
+    with dump.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return {"database": name, "path": str(dump), "sha256": f"sha256:{digest.hexdigest()}",
+            "bytes": dump.stat().st_size,
+            "written_since_cutover": json.loads(measure.read_text()).get("differences", [])}
 
 
 def undo_provision(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Wave(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    soak_hours: Mapped[float | None] = mapped_column(Float, default=None)  # None: the setting's default
 
     migrations: Mapped[list[Migration]] = relationship(back_populates="wave", order_by="Migration.position")
 
@@ -38,9 +39,11 @@ class Wave(Base):
 class Migration(Base):
     """One system's migration in a wave, run as a durable workflow (`workflow_id`) step by step.
 
-    pending -> running -> awaiting_approval (before cutover) -> running -> succeeded; running -> failed | paused
-    | canceled; a rollback takes it to rolling_back -> rolled_back. `steps_done` is the prefix of `plan["steps"]`
-    that has finished; a retry starts at the first step not in it.
+    pending -> queued -> running -> awaiting_approval (before cutover) -> queued -> running -> cut_over (soak)
+    -> queued -> running -> succeeded; running -> failed | paused | canceled; an approved cutover may wait outside
+    the queue: waiting (dependencies, window) or blocked (a dependency stopped). A rollback takes it to
+    rolling_back -> rolled_back. `steps_done` is the prefix of `plan["steps"]` that has finished; a retry starts at
+    the first step not in it.
     """
 
     __tablename__ = "migrations"
@@ -68,6 +71,12 @@ class Migration(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # workflows started for it (run, retries)
     approved_by: Mapped[str | None] = mapped_column(String(64), default=None)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    waiting_for: Mapped[str] = mapped_column(String(300), default="")  # what a held migration waits for
+    soak_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)  # set at cutover
+    window_forced: Mapped[str | None] = mapped_column(String(300), default=None)  # why it may cut over out of window
+    # A step the cloud did not answer waits outside the queue until then (backoff over `cloud_waits` in a row).
+    cloud_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cloud_waits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -91,6 +100,9 @@ class Rollback(Base):
     steps: Mapped[list[str]] = mapped_column(JSON)
     steps_done: Mapped[list[str]] = mapped_column(JSON, default=list)
     leftovers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The databases dumped before their servers went (a rollback after cutover): [{database, path, sha256, bytes,
+    # written_since_cutover}]; the files are under the artifacts directory, loadable by the data_migration role.
+    dumps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=list)
     error: Mapped[str] = mapped_column(String(2000), default="")
     workflow_id: Mapped[str] = mapped_column(String(80))
     requested_by: Mapped[str] = mapped_column(String(64))
@@ -107,7 +119,8 @@ class StepRun(Base):
     migration_id: Mapped[str] = mapped_column(ForeignKey("migrations.id"), index=True)
     rollback_id: Mapped[str | None] = mapped_column(ForeignKey("migration_rollbacks.id"), default=None)
     step: Mapped[str] = mapped_column(String(24))
-    state: Mapped[str] = mapped_column(String(20))  # running | succeeded | failed | canceled
+    # running | succeeded | failed | canceled | interrupted | cloud_unreachable (it runs again once the cloud answers)
+    state: Mapped[str] = mapped_column(String(20))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # job ids, server ids, evidence summary
     error: Mapped[str] = mapped_column(String(2000), default="")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())

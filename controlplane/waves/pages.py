@@ -56,8 +56,10 @@ def wave_events_stream(*, wave_id: int, after: int = Query(0, ge=0), principal: 
 
 @router.post("/waves/{wave_id}/approve")
 def wave_approve(*, request: Request, wave_id: int, migration: str = Form(..., max_length=64),
-                 csrf: str = Form("", max_length=200), ctx: Ctx) -> Response:
-    """Approve one system's cutover from the wave page."""
+                 force_window: str = Form("", max_length=300), csrf: str = Form("", max_length=200),
+                 ctx: Ctx) -> Response:
+    """Approve one system's cutover (with a reason: outside its maintenance window), or its retire before the soak
+    ends, from the wave page."""
     kit.form_page(request, f"/waves/{wave_id}")
     with transaction(ctx.sessions) as session:
         principal = kit.authenticate_page(request, session, ctx)
@@ -65,7 +67,7 @@ def wave_approve(*, request: Request, wave_id: int, migration: str = Form(..., m
         kit.require(principal, Permission.MIGRATION_APPROVE)
         target = service.get_migration(session, viewer=principal, migration_id=migration)
         service.request_control(session, clock=ctx.clock, actor=principal, migration=target,
-                                control=Control.APPROVE)
+                                control=Control.APPROVE, force_window=force_window.strip() or None)
         attempt = (target.id, str(target.workflow_id), target.agency.code)
     flows.submit(ctx, [attempt])
     return RedirectResponse(f"/waves/{wave_id}", status_code=303)

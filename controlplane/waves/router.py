@@ -20,7 +20,16 @@ from controlplane.http_api import MAX_ID, After, RowId, errors
 from controlplane.waves import flows, service
 from controlplane.waves.domain import Control, State, refusal
 from controlplane.waves.models import Migration
-from controlplane.waves.schemas import Accepted, EventRead, MigrationRead, RetryIn, WaveIn, WaveRead
+from controlplane.waves.schemas import (
+    Accepted,
+    ApproveIn,
+    EventRead,
+    MigrationRead,
+    RetryIn,
+    RollbackIn,
+    WaveIn,
+    WaveRead,
+)
 
 Reader = Annotated[Principal, Depends(require(Permission.MIGRATION_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.MIGRATION_WRITE))]
@@ -80,7 +89,7 @@ def control_wave(*, wave_id: RowId, control: Control, background: BackgroundTask
     if not touched:
         raise service.ControlRefused(f"no migration of wave {wave.name} accepts {control}", field="control")
     for migration in touched:
-        _apply(session, ctx, principal, migration, control, None, background)
+        _apply(session, ctx, principal, migration, control, background)
     return service.wave_read(session, wave, viewer=principal)
 
 
@@ -92,12 +101,14 @@ def get_migration(*, migration_id: str, principal: Reader, session: DbSession) -
 
 
 @router.post("/migrations/{migration_id}/approve", response_model=Accepted, status_code=202,
-             summary="Approve the cutover of a migration awaiting it (the front is switched next)",
+             summary="Approve the cutover of a migration awaiting it (or, with `force_window`, one waiting for its "
+                     "maintenance window), or the retire of a cut-over one before its soak ends",
              responses=CONTROLS)
 def approve(*, migration_id: str, background: BackgroundTasks, principal: Approver, session: DbSession,
-            ctx: Ctx) -> Accepted:
+            ctx: Ctx, data: ApproveIn | None = None) -> Accepted:
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
-    return _apply(session, ctx, principal, migration, Control.APPROVE, None, background)
+    return _apply(session, ctx, principal, migration, Control.APPROVE, background,
+                  force_window=data.force_window if data else None)
 
 
 @router.post("/migrations/{migration_id}/retry", response_model=Accepted, status_code=202,
@@ -106,17 +117,20 @@ def approve(*, migration_id: str, background: BackgroundTasks, principal: Approv
 def retry(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession, ctx: Ctx,
           data: RetryIn | None = None) -> Accepted:
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
-    return _apply(session, ctx, principal, migration, Control.RETRY, data.from_step if data else None, background)
+    return _apply(session, ctx, principal, migration, Control.RETRY, background,
+                  from_step=data.from_step if data else None)
 
 
 @router.post("/migrations/{migration_id}/rollback", response_model=Accepted, status_code=202,
-             summary="Undo a migration: front back to legacy, its servers deleted, then proven gone",
+             summary="Undo a migration: front back to legacy, its databases dumped if it was cut over (confirm it), "
+                     "its servers deleted, then proven gone",
              responses=CONTROLS)
 def rollback(*, migration_id: str, background: BackgroundTasks, principal: Writer, session: DbSession,
-             ctx: Ctx) -> Accepted:
+             ctx: Ctx, data: RollbackIn | None = None) -> Accepted:
     ctx.durable("migrations")
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
-    undo = service.request_rollback(session, clock=ctx.clock, actor=principal, migration=migration)
+    undo = service.request_rollback(session, clock=ctx.clock, actor=principal, migration=migration,
+                                    confirm_writes_since_cutover=bool(data and data.confirm_writes_since_cutover))
     background.add_task(flows.submit_rollback, ctx, rollback_id=undo.id, workflow_id=undo.workflow_id,
                         agency=migration.agency.code)
     return Accepted(state=migration.state, message=f"rollback of {migration.system.code}: "
@@ -131,7 +145,7 @@ def control_migration(*, migration_id: str, control: Control, background: Backgr
     if control not in _WAVE_CONTROLS:
         raise InvalidInput(f"{control} has a route of its own (/migrations/{{id}}/{control})", field="control")
     migration = service.get_migration(session, viewer=principal, migration_id=migration_id)
-    return _apply(session, ctx, principal, migration, control, None, background)
+    return _apply(session, ctx, principal, migration, control, background)
 
 
 def _attempt(migration: Migration) -> tuple[str, str, str]:
@@ -139,11 +153,11 @@ def _attempt(migration: Migration) -> tuple[str, str, str]:
 
 
 def _apply(session: DbSession, ctx: AppContext, principal: Principal, migration: Migration, control: Control,
-           from_step: str | None, background: BackgroundTasks) -> Accepted:
+           background: BackgroundTasks, *, from_step: str | None = None, force_window: str | None = None) -> Accepted:
     if control in _QUEUEING:
         ctx.durable("migrations")
     message = service.request_control(session, clock=ctx.clock, actor=principal, migration=migration,
-                                      control=control, from_step=from_step)
+                                      control=control, from_step=from_step, force_window=force_window)
     if control in _QUEUEING:
         background.add_task(flows.submit, ctx, [_attempt(migration)])
     elif control is Control.CANCEL and State(migration.state).active:

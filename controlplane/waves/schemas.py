@@ -28,7 +28,8 @@ class FrontIn(_In):
 
 class ArtifactIn(_In):
     kind: Literal["war", "static"] = "war"
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="the context path / site name")
+    name: str = Field(pattern=r"^(ROOT|[a-z0-9][a-z0-9_-]{0,62})$",
+                      description="the context path (a WAR named ROOT is served at /) or the site's name")
     src: str | None = Field(default=None, description="a file on the control plane's machine")
     url: str | None = Field(default=None, pattern=r"^https?://", description="or a URL the hosts download from")
     checksum: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
@@ -61,6 +62,21 @@ class WaveIn(_In):
     systems: list[str] = Field(min_length=1, max_length=200, description="system codes; dependencies run first")
     credential: str = Field(pattern=NAME_PATTERN, description="the SSH credential the jobs log in with")
     inputs: dict[str, SystemInputsIn] = Field(default={}, description="per system code")
+    soak_hours: float | None = Field(default=None, ge=0, le=24 * 90,
+                                     description="how long a cut-over system keeps its legacy side before it is "
+                                                 "retired; default CP_MIGRATION_SOAK_HOURS (0: retire at once)")
+
+
+class ApproveIn(_In):
+    force_window: str | None = Field(default=None, min_length=3, max_length=300,
+                                     description="why the cutover may run outside the system's maintenance window "
+                                                 "(audited); without it an approved cutover waits for the window")
+
+
+class RollbackIn(_In):
+    confirm_writes_since_cutover: bool = Field(
+        default=False, description="a cut-over system's users may have written to its new database: the rollback "
+                                   "dumps it first, but does not load those writes into the legacy side")
 
 
 class RetryIn(_In):
@@ -84,6 +100,8 @@ class RollbackRead(BaseModel):
     steps: list[str]
     steps_done: list[str]
     leftovers: dict[str, Any]
+    dumps: list[dict[str, Any]] | None = Field(description="the databases dumped before their servers were "
+                                                           "deleted: path, sha256, what was written since cutover")
     error: str
     requested_by: str
     created_at: datetime
@@ -107,6 +125,9 @@ class MigrationRead(BaseModel):
     servers: dict[str, dict[str, Any]]
     approved_by: str | None
     approved_at: datetime | None
+    waiting_for: str = Field(description="what a waiting, blocked or cut-over migration waits for, and until when")
+    soak_until: datetime | None = Field(description="when a cut-over system is retired (set at its cutover)")
+    window_forced: str | None = Field(description="why its cutover may run outside its maintenance window")
     started_at: datetime | None
     finished_at: datetime | None
     step_runs: list[StepRunRead] = []
@@ -123,6 +144,7 @@ class WaveRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    soak_hours: float | None
     counts: dict[str, int]
     migrations: list[MigrationRead]
     url: str

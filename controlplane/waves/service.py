@@ -21,7 +21,7 @@ from controlplane.inventory import domain as inventory_domain
 from controlplane.inventory import planning
 from controlplane.inventory.models import AgencySystem
 from controlplane.secrets import SecretBox
-from controlplane.waves.domain import Control, State, inputs_of, missing_inputs, refusal, retry_from
+from controlplane.waves.domain import Control, State, database, inputs_of, missing_inputs, refusal, retry_from
 from controlplane.waves.models import Migration, MigrationEvent, Rollback, StepRun, Wave
 from controlplane.waves.schemas import EventRead, MigrationRead, RollbackRead, StepRunRead, WaveIn, WaveRead
 
@@ -69,7 +69,7 @@ def create_wave(session: Session, *, clock: Clock, actor: audit.Actor, box: Secr
                            details=problems)
     now = clock.now()
     wave = Wave(name=data.name, state=State.PENDING.value, catalogue_version=plan.catalogue_version, cloud=cloud,
-                credential_id=credential.id, created_by=_actor_name(actor), created_at=now)
+                credential_id=credential.id, created_by=_actor_name(actor), created_at=now, soak_hours=data.soak_hours)
     session.add(wave)
     session.flush()
     rows = {s.code: s for s in session.scalars(
@@ -162,7 +162,8 @@ def wave_state(states: Sequence[str]) -> str:
         return State.PENDING.value
     if kinds & {State.QUEUED.value, State.RUNNING.value, State.ROLLING_BACK.value}:
         return State.RUNNING.value
-    for state in (State.FAILED, State.ROLLBACK_FAILED, State.AWAITING_APPROVAL, State.PAUSED, State.CANCELED):
+    for state in (State.FAILED, State.ROLLBACK_FAILED, State.BLOCKED, State.AWAITING_APPROVAL, State.WAITING,
+                  State.PAUSED, State.CUT_OVER, State.CANCELED):
         if state.value in kinds:
             return state.value
     if kinds <= {State.SUCCEEDED.value, State.ROLLED_BACK.value}:
@@ -214,12 +215,20 @@ def set_state(session: Session, *, clock: Clock, migration: Migration, state: St
 
 
 def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migration: Migration, control: Control,
-                    from_step: str | None = None) -> str:
+                    from_step: str | None = None, force_window: str | None = None) -> str:
     """Apply an operator's control to a migration (audited); returns what happened. Starting the workflow it
-    may need is the caller's (after commit)."""
+    may need is the caller's (after commit). `force_window` (approve only) is why its cutover may run outside the
+    system's maintenance window."""
     check_control(migration, control)
     before = {"state": migration.state, "steps_done": list(migration.steps_done)}
     name = migration.system.code
+    if force_window is not None and not 3 <= len(force_window.strip()) <= 300:
+        raise InvalidInput("force_window: say why the cutover may run outside the window (3 to 300 characters)",
+                           field="force_window")
+    if control is Control.APPROVE and migration.state == State.WAITING.value and force_window is None:
+        raise ControlRefused(f"{name}: its cutover is approved already and {migration.waiting_for}; to cut over "
+                             "outside its maintenance window, approve with force_window and the reason",
+                             field="force_window")
     if control is Control.PAUSE:
         migration.control = Control.PAUSE.value
         message = f"{name} pauses after its current step"
@@ -234,9 +243,19 @@ def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migra
         migration.control = None
         message = f"{name} canceled"
         set_state(session, clock=clock, migration=migration, state=State.CANCELED, message=message)
+    elif control is Control.APPROVE and migration.state == State.CUT_OVER.value:
+        migration.soak_until = clock.now()
+        message = f"retire of {name} approved by {_actor_name(actor)} before its soak ended"
+        add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id, system=name,
+                  kind="approval", step=planning.Step.RETIRE.value, state=migration.state, message=message)
+        queue(session, clock=clock, migration=migration)
     elif control is Control.APPROVE:
-        migration.approved_by, migration.approved_at = _actor_name(actor), clock.now()
-        message = f"cutover of {name} approved by {migration.approved_by}"
+        if migration.approved_at is None:
+            migration.approved_by, migration.approved_at = _actor_name(actor), clock.now()
+        message = f"cutover of {name} approved by {_actor_name(actor)}"
+        if force_window is not None:
+            migration.window_forced = force_window
+            message += f", outside its maintenance window if need be: {force_window}"
         add_event(session, clock=clock, wave_id=migration.wave_id, migration_id=migration.id, system=name,
                   kind="approval", step=planning.Step.CUTOVER.value, state=migration.state, message=message)
         queue(session, clock=clock, migration=migration)
@@ -247,7 +266,7 @@ def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migra
             raise InvalidInput(str(exc), field=exc.field) from None
         start = migration.plan["steps"][len(migration.steps_done)]
         message = f"{name} retried from {start}"
-        migration.error = ""
+        migration.error, migration.cloud_retry_at, migration.cloud_waits = "", None, 0  # an operator's retry: now
         queue(session, clock=clock, migration=migration, message=message)
     else:  # run, resume
         message = f"{name} {'resumed' if control is Control.RESUME else 'queued'}"
@@ -255,14 +274,14 @@ def request_control(session: Session, *, clock: Clock, actor: audit.Actor, migra
     audit.record(session, clock=clock, actor=actor, action=control.value, entity_type="migration",
                  entity_id=migration.id, agency_id=migration.agency_id, before=before,
                  after={"state": migration.state, "control": migration.control, "from_step": from_step,
-                        "system": name})
+                        "force_window": force_window, "system": name})
     return message
 
 
 def queue(session: Session, *, clock: Clock, migration: Migration, message: str = "") -> None:
     """A new attempt of its workflow (the caller starts it under `workflow_id` once committed)."""
     migration.attempt += 1
-    migration.control = None
+    migration.control, migration.waiting_for = None, ""
     migration.workflow_id = f"migration-{migration.id}-{migration.attempt}"
     set_state(session, clock=clock, migration=migration, state=State.QUEUED, message=message or "queued")
 
@@ -279,8 +298,20 @@ def run_wave(session: Session, *, clock: Clock, actor: audit.Actor, wave: Wave) 
     return pending
 
 
-def request_rollback(session: Session, *, clock: Clock, actor: audit.Actor, migration: Migration) -> Rollback:
+def request_rollback(session: Session, *, clock: Clock, actor: audit.Actor, migration: Migration,
+                     confirm_writes_since_cutover: bool = False) -> Rollback:
+    """Start undoing a migration (audited). After its cutover, its users may have written to its new database: the
+    rollback dumps it before deleting its server, and must be confirmed knowing those writes are not loaded back
+    into the legacy side (409 otherwise, and nothing is done)."""
     check_control(migration, Control.ROLLBACK)
+    cut_over = planning.Step.CUTOVER.value in migration.steps_done
+    if cut_over and migration.plan["data_moves"] and not confirm_writes_since_cutover:
+        name = database(migration.plan)
+        raise ControlRefused(
+            f"{migration.system.code} is cut over: its users may have written to its new database {name} since. "
+            f"The rollback dumps {name} (kept with the rollback, with its checksum) before deleting its server, but "
+            "those writes are not loaded into the legacy side; confirm with confirm_writes_since_cutover",
+            field="confirm_writes_since_cutover")
     failed = migration.step if migration.state in (State.FAILED.value, State.CANCELED.value,
                                                    State.PAUSED.value) else None
     steps = migration.plan["steps"]
@@ -300,13 +331,14 @@ def request_rollback(session: Session, *, clock: Clock, actor: audit.Actor, migr
     rollback.workflow_id = f"rollback-{rollback.id}"
     session.add(rollback)
     migration.attempt += 1
-    migration.control = None
+    migration.control, migration.waiting_for = None, ""
     migration.workflow_id = rollback.workflow_id
     set_state(session, clock=clock, migration=migration, state=State.ROLLING_BACK,
               message=f"rollback: {' -> '.join(rollback.steps) or 'nothing to undo'}")
     audit.record(session, clock=clock, actor=actor, action="rollback", entity_type="migration",
                  entity_id=migration.id, agency_id=migration.agency_id,
-                 after={"rollback": rollback.id, "steps": rollback.steps, "system": migration.system.code})
+                 after={"rollback": rollback.id, "steps": rollback.steps, "system": migration.system.code,
+                        "confirm_writes_since_cutover": confirm_writes_since_cutover})
     return rollback
 
 
@@ -316,7 +348,7 @@ def servers_ahead(session: Session, *, migration: Migration) -> list[dict[str, A
     served: two prechecks at once agree on which of them has the room."""
     ahead = session.scalars(select(Migration).where(
         Migration.agency_id == migration.agency_id, Migration.id != migration.id,
-        Migration.state.in_([State.QUEUED.value, State.RUNNING.value, State.PAUSED.value]),
+        Migration.state.in_([State.QUEUED.value, State.RUNNING.value, State.PAUSED.value, State.WAITING.value]),
         or_(Migration.wave_id < migration.wave_id,
             and_(Migration.wave_id == migration.wave_id, Migration.position < migration.position))))
     return [server for other in ahead for server in other.plan["servers"] if server["name"] not in other.resources]
@@ -402,6 +434,7 @@ def migration_read(session: Session, migration: Migration, *, detail: bool = Tru
         steps=migration.plan["steps"], steps_done=migration.steps_done, depends_on=migration.depends_on,
         control=migration.control, error=migration.error, attempt=migration.attempt,
         servers=migration.resources, approved_by=migration.approved_by, approved_at=migration.approved_at,
+        waiting_for=migration.waiting_for, soak_until=migration.soak_until, window_forced=migration.window_forced,
         started_at=migration.started_at, finished_at=migration.finished_at,
         step_runs=step_run_reads(session, migration_id=migration.id) if detail else [],
         rollback=rollback_read(current_rollback(session, migration_id=migration.id)) if detail else None)
@@ -415,6 +448,7 @@ def wave_read(session: Session, wave: Wave, *, viewer: audit.Actor, detail: bool
     base = f"/api/v1/waves/{wave.id}"
     return WaveRead(id=wave.id, name=wave.name, state=wave.state, cloud=wave.cloud,
                     catalogue_version=wave.catalogue_version, created_by=wave.created_by, created_at=wave.created_at,
-                    started_at=wave.started_at, finished_at=wave.finished_at, counts=counts,
+                    started_at=wave.started_at, finished_at=wave.finished_at, soak_hours=wave.soak_hours,
+                    counts=counts,
                     migrations=[migration_read(session, m, detail=detail) for m in migrations], url=base,
                     events_url=f"{base}/events", stream_url=f"{base}/events/stream")

@@ -47,16 +47,15 @@ def _steps_of(migration_id: str) -> str:
         decision = decide(migration_id)
         if decision["action"] == "end":
             return str(decision["outcome"])
-        if decision["action"] == "wait":
-            workflows.sleep(flows.WAIT_SECONDS)
-            continue
         step = str(decision["step"])
         if step == "provision":
-            workflows.run_child(cloud_queue(decision["cloud"]), provision_workflow, migration_id)
+            outcome = workflows.run_child(cloud_queue(decision["cloud"]), provision_workflow, migration_id)
         elif step in flows.PLAYBOOK_STEPS:
-            workflows.run_child(job_flows.PLAYBOOK_QUEUE, playbook_step_workflow, migration_id, step)
+            outcome = workflows.run_child(job_flows.PLAYBOOK_QUEUE, playbook_step_workflow, migration_id, step)
         else:
-            run_step(migration_id, step)
+            outcome = run_step(migration_id, step)
+        if step == "cutover" or outcome != "succeeded":  # its dependents go on, or are blocked
+            flows.submit(workflows.context(), release_dependents(migration_id))
 
 
 @workflows.workflow("cp.provision")
@@ -124,6 +123,11 @@ def run_step(migration_id: str, step: str) -> str:
     finally:
         gauge.dec()
         flows.count_states(ctx)
+
+
+@workflows.step("cp.release_dependents")
+def release_dependents(migration_id: str) -> list[tuple[str, str, str]]:
+    return flows.release_dependents(workflows.context(), migration_id)
 
 
 @workflows.step("cp.rollback_steps")

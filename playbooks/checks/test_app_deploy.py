@@ -13,6 +13,11 @@ def _sha256(role_vars: dict[str, Any]) -> str:
     return str(role_vars["app_deploy_artifact_checksum"]).removeprefix("sha256:")
 
 
+def context_path(name: str) -> str:
+    """The path Tomcat serves <name>.war at: ROOT.war at /, a#b.war at /a/b/ (Tomcat's naming of WAR files)."""
+    return "/" if name == "ROOT" else "/" + name.replace("#", "/") + "/"
+
+
 def test_artifact_is_in_place_with_its_checksum(host: Any, role_vars: dict[str, Any]) -> None:
     name, sha256 = role_vars["app_deploy_name"], _sha256(role_vars)
     if role_vars["app_deploy_kind"] == "war":
@@ -33,8 +38,14 @@ def test_artifact_is_in_place_with_its_checksum(host: Any, role_vars: dict[str, 
 def test_application_is_deployed(host: Any, role_vars: dict[str, Any]) -> None:
     name = role_vars["app_deploy_name"]
     if role_vars["app_deploy_kind"] == "war":
-        # Tomcat unpacked it: the application is deployed, not merely copied.
-        assert host.file(f"{role_vars['app_deploy_tomcat_webapps_dir']}/{name}/WEB-INF").is_directory
+        # Tomcat unpacked it: the application is deployed, not merely copied. Tomcat's mark on what it unpacked
+        # tells it from a directory deployed as it is, such as Debian's default ROOT (the "It works !" page at /),
+        # which holds the context and keeps the WAR out.
+        unpacked = f"{role_vars['app_deploy_tomcat_webapps_dir']}/{name}"
+        assert host.file(f"{unpacked}/WEB-INF").is_directory, (
+            f"{unpacked}/WEB-INF is missing: Tomcat has not deployed {name}.war at {context_path(name)}")
+        assert host.file(f"{unpacked}/META-INF/war-tracker").exists, (
+            f"{unpacked} has no META-INF/war-tracker: {context_path(name)} serves a directory, not {name}.war")
     else:
         assert host.file(role_vars["app_deploy_static_root"] + "/index.html").exists
 

@@ -48,10 +48,13 @@ class FakeRunner:
         self.gate: threading.Event | None = None  # when set up, a run waits here (or for its cancel)
         self.started = threading.Event()
         self.error: Exception | None = None
+        self.on_run: Callable[[PlaybookJob], None] | None = None  # what a job does on its hosts (files it fetches)
 
     def run(self, job: PlaybookJob, *, on_event: Callable[[JobEvent], None] | None = None,
             cancel: threading.Event | None = None) -> RunResult:
         self.jobs.append(job)
+        if self.on_run is not None:
+            self.on_run(job)
         if self.error is not None:
             self.started.set()
             raise self.error

@@ -28,6 +28,7 @@ from controlplane.clock import FixedClock
 from controlplane.cloud import domain as cloud
 from controlplane.cloud import flows as cloud_flows
 from controlplane.config import Settings
+from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.inventory.models import AgencySystem
 from tests.engine import engine_settings
@@ -43,6 +44,7 @@ class MigrationCloud(FakeCloud):
     def __init__(self) -> None:
         super().__init__()
         self.created: list[str] = []
+        self.labels: dict[str, dict[str, str]] = {}  # each created server's labels, by name
         self.ports: list[dict[str, str]] = []
         self.keep_ports = False
         self.fail_create: Exception | None = None
@@ -72,6 +74,7 @@ class AgencyView:
                                       project_id=self.project_id, addresses=(address,), flavor=spec.flavor)
             self.cloud.servers.append(server)
             self.cloud.created.append(spec.name)
+            self.cloud.labels[spec.name] = dict(spec.labels)
             self.cloud.ports.append({"id": str(uuid.uuid4()), "device_id": server.id, "network_id": spec.network})
         return server
 
@@ -144,6 +147,12 @@ class EngineApp:
     ops: dict[str, str]
     files: Path
     login: Callable[..., dict[str, str]]
+    ctx: AppContext
+
+    @property
+    def engine(self) -> Any:
+        """The app's durable engine (workflow statuses)."""
+        return self.ctx.workflows
 
     def wait(self, wave_id: int, *, timeout: float = 30) -> dict[str, Any]:
         """Until no migration of the wave is queued, running or rolling back."""
@@ -154,6 +163,19 @@ class EngineApp:
                 return dict(wave)
             assert time.monotonic() < deadline, [(m["system"], m["state"], m["step"]) for m in wave["migrations"]]
             time.sleep(0.1)
+
+    def until(self, wave_id: int, states: dict[str, str], *, timeout: float = 30) -> dict[str, Any]:
+        """Until the wave's migrations of those systems are in those states (held ones are taken on by the engine's
+        waker, not by a request)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wave = self.client.get(f"{API}/waves/{wave_id}", headers=self.ops).json()
+            now = {m["system"]: m["state"] for m in wave["migrations"] if m["system"] in states}
+            if now == states:
+                return dict(wave)
+            assert time.monotonic() < deadline, [(m["system"], m["state"], m["step"], m["waiting_for"])
+                                                 for m in wave["migrations"]]
+            time.sleep(0.05)
 
     def migration(self, wave: dict[str, Any], system: str) -> dict[str, Any]:
         return next(m for m in wave["migrations"] if m["system"] == system)
@@ -203,4 +225,5 @@ def _engine_app(engine_settings: Settings, clock: FixedClock, sessions: sessionm
             agency = session.scalar(select(Agency).where(Agency.code == "MOIS"))
             assert agency is not None
             session.add_all(system_rows(agency.id, clock.now()))
-        yield EngineApp(client, fake, runner, checks, sessions, ops, engine_settings.effective_artifacts_dir, login)
+        yield EngineApp(client, fake, runner, checks, sessions, ops, engine_settings.effective_artifacts_dir, login,
+                        ctx)

@@ -138,7 +138,7 @@ def test_a_waves_variables_and_front_variables_reach_ansible_as_text(
 def _run_t_app_through_cutover(app: EngineApp, attack: Attack, echo_dir: Path) -> None:
     with transaction(app.sessions) as session:  # t-app's database is migrated already: a wave of t-app alone
         session.scalars(select(AgencySystem).where(AgencySystem.code == "t-db")).one().status = "migrated"
-    body = wave_body(app.files, systems=["t-app"])
+    body = wave_body(app.files, systems=["t-app"], soak_hours=0)
     inputs = body["inputs"]["t-app"]
     inputs["variables"] = {"echo_dir": str(echo_dir), "echo_vars": ["echo_wave"], "echo_wave": attack.payload("wave")}
     # The cutover job runs on the front alone, with the front's own variables.

@@ -481,7 +481,7 @@ def test_cli_jobs_run_in_the_foreground_with_progress_and_exit_codes(
     ([], [HOSTS[0], HOSTS[0]], "hosts.1.name: host 'web-1' is listed twice (--hosts-file "),
     ([], [{"name": "web-1", "address": "10.0.0.1", "groups": ["apache"]}], "hosts.0.groups: unknown group 'apache'"),
     ([], [{"name": "web-1", "address": "10.0.0.1", "vars": {"ansible_ssh_common_args": "-o ProxyCommand=x"}}],
-     "hosts.0.vars.ansible_ssh_common_args: connection and check settings are set by the control plane"),
+     "hosts.0.vars.ansible_ssh_common_args: connection, check and cp_ settings are set by the control plane"),
     (["--extra-vars", "{oops"], None, "--extra-vars: not valid JSON"),
     (["--extra-vars", "[1, 2]"], None, "--extra-vars: expected a mapping"),
     (["--extra-vars", '{"db_password": "x"}'], None, "extravars.db_password: looks like a secret"),

@@ -8,8 +8,11 @@ input refused with nothing made, and scope. The same on the real dev cloud: test
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import threading
-import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +47,7 @@ def _jobs(app: EngineApp, playbook: str | None = None, host: str | None = None) 
             and (host is None or host in j.inventory["all"]["hosts"])]
 
 
-def test_a_wave_of_three_dependent_systems_runs_to_the_gate_then_cuts_over_dependencies_first(engine_app):
+def test_a_wave_of_three_dependent_systems_runs_to_the_gate_then_cuts_over_dependencies_first(engine_app, clock):
     app = engine_app
     wave = _make_wave(app)
     assert wave["state"] == "pending"
@@ -60,6 +63,9 @@ def test_a_wave_of_three_dependent_systems_runs_to_the_gate_then_cuts_over_depen
     assert {m["system"]: m["state"] for m in wave["migrations"]} == dict.fromkeys(SYSTEMS, "awaiting_approval")
     assert wave["state"] == "awaiting_approval"
     assert sorted(app.cloud.created) == ["t-app-app-1", "t-db-db-1", "t-web-web-1"]
+    # labelled for the inventory plugin's groups: per migration, wave and agency
+    assert app.cloud.labels["t-db-db-1"] == {"cp_migration": app.migration(wave, "t-db")["id"],
+                                             "cp_wave": str(wave["id"]), "cp_agency": "MOIS"}
     db = app.migration(wave, "t-db")
     assert db["steps_done"] == ["precheck", "provision", "configure", "move_data", "verify"]
     assert set(db["servers"]) == {"t-db-db-1"}
@@ -75,17 +81,23 @@ def test_a_wave_of_three_dependent_systems_runs_to_the_gate_then_cuts_over_depen
     assert len(move.secrets["postgresql_db_owner_password"]) >= 24
     assert {r.roles for r in app.checks.requests} >= {("base", "postgresql", "data_migration")}
 
-    # t-app's cutover waits for t-db's even when approved first
+    # t-app's cutover waits for t-db's even when approved first: outside the queue, its workflow ended
     _approve(app, wave, "t-app")
-    deadline = time.monotonic() + 10
-    while app.migration(app.client.get(f"{API}/waves/{wave['id']}", headers=app.ops).json(),
-                        "t-app")["step"] != "waiting":
-        assert time.monotonic() < deadline, "t-app did not wait for t-db's cutover"
-        time.sleep(0.05)
+    wave = app.until(wave["id"], {"t-app": "waiting"})
+    waiting = app.migration(wave, "t-app")
+    assert waiting["waiting_for"] == "cutover waits for t-db to be cut over first" and waiting["step"] == "cutover"
     _approve(app, wave, "t-db")
     _approve(app, wave, "t-web")
-    wave = app.wait(wave["id"])
-    assert {m["system"]: m["state"] for m in wave["migrations"]} == dict.fromkeys(SYSTEMS, "succeeded")
+    wave = app.until(wave["id"], dict.fromkeys(SYSTEMS, "cut_over"))
+    # cut over: the legacy side is kept for the soak (24 h by default), then each is retired by itself
+    soaking = app.migration(wave, "t-db")
+    assert soaking["steps_done"][-1] == "cutover" and soaking["step"] == "retire", soaking
+    assert soaking["soak_until"].startswith((clock.now() + timedelta(hours=24)).isoformat()[:16])
+    assert "the legacy side is kept (soak) until" in soaking["waiting_for"]
+    assert wave["state"] == "cut_over"
+    clock.advance(timedelta(hours=24, seconds=1))
+    app.ops = app.login("ops-next-day", "operator")  # yesterday's token has expired
+    wave = app.until(wave["id"], dict.fromkeys(SYSTEMS, "succeeded"))
     assert wave["state"] == "succeeded"
     events = app.client.get(f"{API}/waves/{wave['id']}/events", headers=app.ops).json()
     cutover_done = [e["system"] for e in events if e["step"] == "cutover" and e["state"] == "succeeded"]
@@ -169,24 +181,17 @@ def test_rollback_removes_every_server_and_proves_nothing_is_left(engine_app):
     assert rolled["rollback"]["leftovers"] == {"servers": [], "ports": [], "volumes": []}
     assert not [s for s in app.cloud.servers if s.name.startswith("t-app")]
     assert not [p for p in app.cloud.ports if p["device_id"] not in {s.id for s in app.cloud.servers}]
-    assert app.migration(wave, "t-db")["state"] == "succeeded"  # the others are untouched
+    assert app.migration(wave, "t-db")["state"] == "cut_over"  # the others are untouched
 
 
-def test_a_cut_over_system_rolls_back_its_front_first(engine_app):
+def test_a_cut_over_system_rolls_back_during_its_soak_front_first_and_a_retired_one_cannot(engine_app):
     app = engine_app
     wave = _run_to_approval(app)
     _approve(app, wave, "t-db")
-    wave = app.wait(wave["id"])
+    _approve(app, wave, "t-web")
+    wave = app.until(wave["id"], {"t-db": "cut_over", "t-web": "cut_over"})
     web = app.migration(wave, "t-web")
-    # paused while its cutover job runs: the cutover finishes, retire does not start
-    app.runner.gate, app.runner.started = threading.Event(), threading.Event()
-    app.post(f"/migrations/{web['id']}/approve")
-    assert app.runner.started.wait(10)
-    app.post(f"/migrations/{web['id']}/pause")
-    app.runner.gate.set()
-    wave = app.wait(wave["id"])
-    web = app.migration(wave, "t-web")
-    assert web["state"] == "paused" and web["steps_done"][-1] == "cutover", web
+    assert web["steps_done"][-1] == "cutover" and "retire" not in web["steps_done"]
     accepted = app.post(f"/migrations/{web['id']}/rollback")
     assert accepted["message"] == "rollback of t-web: cutover -> provision"
     wave = app.wait(wave["id"])
@@ -195,7 +200,12 @@ def test_a_cut_over_system_rolls_back_its_front_first(engine_app):
     address = web["servers"]["t-web-web-1"]["address"]
     assert [j.inventory["all"]["hosts"]["front-web"]["nginx_upstreams"] for j in front] == [
         [f"{address}:80"], ["10.78.0.8:80"]]
-    refused = app.client.post(f"{API}/migrations/{app.migration(wave, 't-db')['id']}/rollback", headers=app.ops)
+    # an operator retires t-db before its soak ends; once retired there is nothing to roll back to
+    db = app.migration(wave, "t-db")
+    assert "retire of t-db approved by ops1 before its soak ended" in app.post(f"/migrations/{db['id']}/approve")[
+        "message"]
+    wave = app.until(wave["id"], {"t-db": "succeeded"})
+    refused = app.client.post(f"{API}/migrations/{db['id']}/rollback", headers=app.ops)
     assert refused.status_code == 409 and "succeeded" in refused.json()["message"]
 
 
@@ -443,3 +453,53 @@ def test_who_may_read_and_control_migrations(engine_app):
     body = app.client.get(f"{API}/waves/{wave['id']}", headers=app.ops).text
     secret_holder = app.migration(wave, "t-db")
     assert "secrets" not in secret_holder and "password" not in body
+
+
+def test_a_rollback_after_cutover_dumps_the_new_database_once_confirmed(engine_app):
+    app = engine_app
+    wave = _run_to_approval(app)
+    db = app.migration(wave, "t-db")
+    app.post(f"/migrations/{db['id']}/approve")
+    wave = app.until(wave["id"], {"t-db": "cut_over"})
+    refused = app.client.post(f"{API}/migrations/{db['id']}/rollback", headers=app.ops)
+    assert refused.status_code == 409 and refused.json()["field"] == "confirm_writes_since_cutover"
+    assert "its users may have written to its new database t_db since" in refused.json()["message"]
+    assert app.migration(app.wait(wave["id"]), "t-db")["state"] == "cut_over"  # nothing was done
+
+    # the dump does not arrive: the rollback stops before anything is deleted
+    app.post(f"/migrations/{db['id']}/rollback", json={"confirm_writes_since_cutover": True})
+    wave = app.wait(wave["id"])
+    broken = app.migration(wave, "t-db")
+    assert broken["state"] == "rollback_failed" and "the dump of t_db did not arrive" in broken["error"], broken
+    assert "t-db-db-1" in {s.name for s in app.cloud.servers}
+
+    def dump(job: Any) -> None:  # the job brings the database and its measure into the directory it was given
+        where = job.extravars.get("cp_fetch_dir")
+        if job.extravars.get("data_migration_action") == "dump" and where:
+            (Path(where) / "t_db.sql").write_text("-- PostgreSQL database dump\n")
+            (Path(where) / "t_db.changes.json").write_text(json.dumps(
+                {"differences": ["public.applications: 305 rows, the source had 300"]}))
+
+    app.runner.on_run = dump
+    app.post(f"/migrations/{db['id']}/rollback", json={"confirm_writes_since_cutover": True})
+    wave = app.wait(wave["id"])
+    rolled = app.migration(wave, "t-db")
+    assert rolled["state"] == "rolled_back", rolled
+    (kept,) = rolled["rollback"]["dumps"]
+    assert kept["database"] == "t_db" and kept["sha256"] == "sha256:" + hashlib.sha256(
+        b"-- PostgreSQL database dump\n").hexdigest()
+    assert kept["written_since_cutover"] == ["public.applications: 305 rows, the source had 300"]
+    assert Path(kept["path"]).is_relative_to(app.files / "rollbacks")
+    (job,) = [j for j in app.runner.jobs if j.extravars.get("data_migration_action") == "dump"][-1:]
+    assert job.extravars["migration_steps"] == ["data_migration"] and "t-db-db-1" in job.inventory["all"]["hosts"]
+    assert "t-db-db-1" not in {s.name for s in app.cloud.servers}  # deleted after the dump
+
+
+def test_a_job_request_cannot_choose_where_files_are_fetched(engine_app):
+    app = engine_app
+    response = app.client.post(f"{API}/jobs", headers=app.ops, json={
+        "playbook": "migrate_system.yml", "credential": "hosts-root",
+        "hosts": [{"name": "h1", "address": "10.78.0.5", "groups": ["data_migration"]}],
+        "extravars": {"migration_system": "x", "cp_fetch_dir": "/etc"}})
+    assert response.status_code == 422 and response.json()["field"] == "extravars.cp_fetch_dir"
+    assert "set by the control plane" in response.json()["message"]

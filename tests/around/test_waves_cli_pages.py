@@ -85,6 +85,11 @@ def test_the_cli_runs_the_engine_itself_when_no_server_holds_it(engine_app, cli,
     code, out = cli("waves", "approve", 1, "--all")
     assert code == 0, out
     assert "cutover of t-db approved by cli" in out
+    assert "t-db: cut over: the legacy side is kept (soak) until" in out
+    assert "wave 1 wave-1: cut_over" in out
+    assert "held migrations go on by themselves while `controlplane serve` or `controlplane worker` runs" in out
+    code, out = cli("waves", "approve", 1, "--all")  # retired before the soak ends
+    assert code == 0 and "retire of t-web approved by cli:root before its soak ended" in out, out
     assert "wave 1 wave-1: succeeded" in out
     code, out = cli("waves", "show", 1)
     assert code == 0 and out.count("succeeded") >= 4 and "t-app-app-1" in out, out
@@ -155,9 +160,9 @@ def test_waves_show_folds_a_long_error_at_80_columns(engine_app, cli, tmp_path, 
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 80, out
     assert "…" not in out
-    # The table with the error column (the wave's own, or the one under it when a row does not fit 80 columns).
-    header = next(i for i, line in enumerate(lines) if line.startswith("┃") and "error" in line)
-    column = [cell.strip() for cell in lines[header].split("┃")[1:-1]].index("error")
+    # The table with the detail column (the wave's own, or the one under it when a row does not fit 80 columns).
+    header = next(i for i, line in enumerate(lines) if line.startswith("┃") and "detail" in line)
+    column = [cell.strip() for cell in lines[header].split("┃")[1:-1]].index("detail")
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines[header + 2:]
             if line.startswith("│")]
     start = next(i for i, row in enumerate(rows) if row[0] == "t-app")
@@ -211,8 +216,15 @@ def test_the_wave_pages_show_progress_and_take_approvals(engine_app):
                                                      "migration": app.migration(app.wait(1), "t-db")["id"]},
                            follow_redirects=False)
     assert approved.status_code == 303 and approved.headers["location"] == "/waves/1"
-    wave = app.wait(1)
-    assert app.migration(wave, "t-db")["state"] == "succeeded"
+    wave = app.until(1, {"t-db": "cut_over"})
+    page = client.get("/waves/1?lang=en").text
+    assert "cut over (soaking)" in page and "the legacy side is kept (soak) until 2014-07-02 12:00 (KST)" in page
+    assert "Retire the legacy side of t-db now" in page
+    retired = client.post("/waves/1/approve", data={"csrf": token.group(1),
+                                                    "migration": app.migration(wave, "t-db")["id"]},
+                          follow_redirects=False)
+    assert retired.status_code == 303
+    app.until(1, {"t-db": "succeeded"})
     english = client.get("/waves/1?lang=en").text
     assert "Progress per system" in english and "시스템별 진행" not in english
     client.cookies.clear()

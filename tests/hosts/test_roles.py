@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import ipaddress
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ SECRET = "owner-" + uuid.uuid4().hex
 ROLES = ("base", "postgresql", "data_migration", "tomcat", "nginx", "app_deploy")
 NEW_APP = "new minwon on tomcat"
 LEGACY_APP = "legacy minwon on the old web server"
+ROOT_APP = "new minwon at the root"
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -468,6 +470,27 @@ def test_changed_data_fails_naming_the_table_until_it_is_replaced(estate: Estate
     assert checks.returncode == 0, checks.output
 
 
+def test_a_dump_brings_the_database_and_what_changed_since_the_load_to_the_control_plane(estate: Estate) -> None:
+    # What a rollback after cutover does before deleting the database's server: the users changed a booking.
+    change = ("runuser -u postgres -- psql -X -q -d rooms -c "
+              "\"UPDATE public.bookings SET purpose = 'moved' WHERE id = 3\"")
+    done = estate.ssh.run(estate.db.address, change)
+    assert done.returncode == 0, done.stderr
+    fetched = estate.work / "fetched"
+    fetched.mkdir()
+    dump = estate.run("migrate_system.yml", limit=estate.db.name, extravars=_csv_vars(
+        estate, migration_steps=["data_migration"], data_migration_action="dump", cp_fetch_dir=str(fetched)))
+    assert dump.status == "successful", dump.failures
+    assert sorted(p.name for p in fetched.iterdir()) == ["rooms.changes.json", "rooms.sql"]
+    text = (fetched / "rooms.sql").read_text()
+    assert text.startswith("--\n-- PostgreSQL database dump") and "COPY public.bookings" in text and "moved" in text
+    changes = json.loads((fetched / "rooms.changes.json").read_text())
+    assert changes["method"] == "copy-text-md5/1"
+    assert [d.split(":")[0] for d in changes["differences"]] == ["table public.bookings"], changes
+    left = estate.ssh.run(estate.db.address, "ls /var/lib/postgresql/cp-migration/ 2>/dev/null | grep -c rooms")
+    assert left.stdout.strip() in ("", "0")  # the staged copy is gone from the host
+
+
 @pytest.mark.parametrize(("variables", "task", "message"), [
     pytest.param({"tomcat_heap_max": "lots", "migration_steps": ["tomcat"]}, "Check the heap sizes",
                  "tomcat_heap_min and tomcat_heap_max take java's -Xms/-Xmx sizes", id="bad-heap"),
@@ -512,3 +535,58 @@ def test_an_unreachable_host_is_reported_as_unreachable(estate: Estate, fleet: A
     assert failure["task"] == "Gathering Facts"
     # The error says which address could not be reached, and over what.
     assert f"connect to host {ghost_address} port 22" in failure["message"], failure
+
+
+_HTTP_GET = ("import sys, urllib.request, urllib.error\n"
+             "try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=10)\n"
+             "except urllib.error.HTTPError as e:\n    r = e\n"
+             "sys.stdout.write(str(r.status) + chr(10) + r.read().decode(errors='replace'))\n")
+
+
+def _tomcat_get(estate: Estate, path: str) -> tuple[int, str]:
+    """GET from Tomcat on the app host's loopback (its security group keeps 8080 closed): (status, body)."""
+    done = estate.ssh.run(estate.app.address, f"python3 -c {shlex.quote(_HTTP_GET)} http://127.0.0.1:8080{path}")
+    assert done.returncode == 0, done.stderr
+    status, _, body = done.stdout.partition("\n")
+    return int(status), body
+
+
+def test_a_war_named_root_replaces_debians_default_application_at_the_root(estate: Estate, timings: list[str]) -> None:
+    """ROOT.war is served at / (not Debian's "It works !" page), a second run changes nothing, the checks pass."""
+    war = make_war(estate.work / "files" / "ROOT.war", ROOT_APP)
+    root = {estate.app.name: {"app_deploy_name": "ROOT", "app_deploy_artifact_src": str(war),
+                              "app_deploy_artifact_checksum": sha256_of(war),
+                              "app_deploy_health_url": "http://127.0.0.1:8080/", "app_deploy_health_content": ROOT_APP}}
+    status, body = _tomcat_get(estate, "/")
+    assert status == 200 and "It works !" in body, (status, body[:300])  # what the tomcat role left at /
+
+    steps = {**estate.extravars, "migration_steps": ["app_deploy"]}
+    deploy = estate.run("migrate_system.yml", inv=estate.inventory(root), extravars=steps, limit=estate.app.name)
+    assert deploy.status == "successful", deploy.failures
+    assert {task for _, task in deploy.changed_tasks} == {"Remove Debian's default application at /",
+                                                          "Copy the WAR from the control machine"}
+    status, body = _tomcat_get(estate, "/")
+    assert status == 200 and ROOT_APP in body and "It works" not in body, (status, body[:300])
+    assert NEW_APP in _tomcat_get(estate, "/minwon/")[1]  # the other context stays
+
+    again = estate.run("migrate_system.yml", inv=estate.inventory(root), extravars=steps, limit=estate.app.name)
+    assert again.status == "successful" and again.changed(estate.app.name) == 0, again.changed_tasks
+    checks = run_checks(["app_deploy"], [estate.app], estate.check_vars(root), estate.ssh.private, estate.work)
+    assert checks.returncode == 0, checks.output
+    timings.append(f"ROOT.war: deploy {deploy.seconds:.1f} s, again {again.seconds:.1f} s, "
+                   f"checks {checks.seconds:.1f} s")
+
+
+def test_a_failed_health_check_names_the_url_and_its_answer(estate: Estate) -> None:
+    missing = {estate.app.name: {"app_deploy_health_url": "http://127.0.0.1:8080/no-such-app/",
+                                 "app_deploy_health_timeout": 4}}
+    steps = {**estate.extravars, "migration_steps": ["app_deploy"]}
+    run = estate.run("migrate_system.yml", inv=estate.inventory(missing), extravars=steps, limit=estate.app.name)
+    assert run.status == "failed"
+    [failure] = run.failures
+    assert (failure["host"], failure["task"]) == (estate.app.name, "Fail unless the application answered")
+    message = failure["message"]
+    assert message.startswith("http://127.0.0.1:8080/no-such-app/ answered 404 after 2 tries "
+                              "(app_deploy_health_timeout 4 s): "), message
+    # Tomcat's error page, as text.
+    assert "HTTP Status 404" in message and "<" not in message, message
