@@ -125,11 +125,20 @@ def _summary(wave: WaveRead) -> typer.Exit:
     for m in wave.migrations:
         if m.waiting_for:
             clikit.say(f"{m.system}: {m.waiting_for}")
+    _say_dumps(wave)
     if any(m.waiting_for and m.state is not State.BLOCKED for m in wave.migrations):
         clikit.say("held migrations go on by themselves while `controlplane serve` or `controlplane worker` runs")
     clikit.say(f"wave {wave.id} {wave.name}: {wave.state}")
     failed = any(m.state in (State.FAILED, State.ROLLBACK_FAILED) for m in wave.migrations)
     return typer.Exit(clikit.FAILED if failed else clikit.OK)
+
+
+def _say_dumps(wave: WaveRead) -> None:
+    """Where each rollback after cutover left the dump of a database, and what was written to it since."""
+    for m in wave.migrations:
+        for dump in (m.rollback.dumps or []) if m.rollback else []:
+            written = "; ".join(dump["written_since_cutover"]) or "nothing differs from the source manifest"
+            clikit.say(f"{m.system}: {dump['database']} dumped to {dump['path']} ({dump['sha256']}): {written}")
 
 
 def _table(wave: WaveRead) -> Table:
@@ -181,6 +190,7 @@ def waves_show(wave_id: int = typer.Argument(..., help="the wave's id")) -> None
     with clikit.context() as ctx:
         wave = _read(ctx, wave_id)
     console.print(_table(wave))
+    _say_dumps(wave)
 
 
 @waves_app.command("watch")

@@ -271,3 +271,26 @@ def test_the_pages_link_a_systems_waves_its_step_runs_jobs_and_their_hosts_serve
     cloud_page = client.get(linked[on_cloud[0]])
     assert cloud_page.status_code == 200
     assert re.search(rf'<tr data-server="{on_cloud[0]}" id="host-match" class="matched"', cloud_page.text)
+
+
+@pytest.mark.parametrize("engine_on", [False])
+def test_the_cli_rolls_a_cut_over_system_back_once_confirmed_and_shows_its_dump(engine_app, cli, tmp_path):
+    app = engine_app
+
+    def dump(job: Any) -> None:  # the dump job brings the database and its measure back
+        if job.extravars.get("data_migration_action") == "dump":
+            (Path(job.extravars["cp_fetch_dir"]) / "t_db.sql").write_text("-- PostgreSQL database dump\n")
+            (Path(job.extravars["cp_fetch_dir"]) / "t_db.changes.json").write_text('{"differences": []}')
+
+    app.runner.on_run = dump
+    assert cli("waves", "create", _wave_file(app, tmp_path, systems=["t-db"], inputs={
+        "t-db": wave_body(app.files)["inputs"]["t-db"]}))[0] == 0
+    assert cli("waves", "run", 1)[0] == 0
+    code, out = cli("waves", "approve", 1, "--system", "t-db")
+    assert code == 0 and "wave 1 wave-1: cut_over" in out, out
+    code, out = cli("waves", "rollback", 1, "--system", "t-db")
+    assert code == 2 and "confirm with confirm_writes_since_cutover" in out, out
+    code, out = cli("waves", "rollback", 1, "--system", "t-db", "--confirm-writes-since-cutover")
+    assert code == 0 and "wave 1 wave-1: rolled_back" in out, out
+    code, out = cli("waves", "show", 1)
+    assert code == 0 and "t-db: t_db dumped to " in out and "nothing differs from the source manifest" in out, out

@@ -4,19 +4,20 @@ that it can be killed): real servers in an agency's project, real playbooks and 
 Two waves run at the same time on one agency:
 - wave 1, three dependent systems: m-db (PostgreSQL already: re-hosted, its data moved), m-app (WebLogic ->
   Tomcat with a WAR, behind the users' nginx front) and m-rpt (Oracle -> PostgreSQL, data moved), both calling
-  m-db. They migrate to the approval gate; approved, m-db is cut over first, the front is switched to m-app's
-  new Tomcat, the data is proven by the checks' row counts and checksums;
+  m-db. They migrate to the approval gate; approved (with nova-api stopped), m-db is cut over first, the front is
+  switched to m-app's new Tomcat, the data is proven by the checks' row counts and checksums; the three soak
+  (cut_over), m-db and m-app are retired early, and m-rpt is rolled back during its soak, its new database
+  dumped first;
 - wave 2, c-app and c-db, whose configure breaks for c-app (its WAR on the control plane is not the one its
   checksum names); the server is SIGKILLed twice in the middle (during provision and during configure), and on
   each restart every migration goes on: no step done is run again, no server is made twice. Once the WAR is
-  fixed, a retry from the failed step finishes c-app; then both are rolled back, leaving nothing in OpenStack.
+  fixed, c-app is retried from provision while nova-api is still down (3 minutes in all): it waits for the cloud
+  and goes on by itself once nova-api is back; then both are rolled back, leaving nothing in OpenStack.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -34,27 +35,31 @@ import openstack.config
 import openstack.connection
 import pytest
 import yaml
-from artifacts import make_dataset, make_war, sha256_of, write_dump
+from artifacts import sha256_of
 from sqlalchemy import select
 from test_cloud_api_devcloud import _delete_everything_of
 
 from controlplane.auth import service as auth_service
 from controlplane.auth.roles import Role
-from controlplane.auth.schemas import AgencyCreate, AgencyKind, UserCreate
+from controlplane.auth.schemas import UserCreate
 from controlplane.clock import Clock
 from controlplane.cloud import service as cloud_service
-from controlplane.cloud.domain import ServerSpec
+from controlplane.cloud.domain import ServerInfo
 from controlplane.cloud.gateway import CloudGateway
 from controlplane.cloud.models import CloudTenancy
+from controlplane.composition import opened_context
 from controlplane.config import Settings
 from controlplane.db import make_engine, make_sessionmaker, transaction
+from controlplane.devcloud import samples
+from controlplane.devcloud.estate import Estate as RehearsalEstate
+from controlplane.devcloud.estate import Host
 from controlplane.migrations import upgrade
 from controlplane.secrets import SecretBox
 
 pytestmark = pytest.mark.devcloud
 PASSWORD = "migration-operator-9"
-NEW_APP = "minwon on the new Tomcat"
-LEGACY_APP = "minwon on the legacy WebLogic"
+NEW_APP = samples.NEW_APP  # "minwon on the new Tomcat"
+LEGACY_APP = samples.LEGACY_APP  # "minwon on the legacy WebLogic"
 REPO = Path(__file__).resolve().parents[2]
 STEP_TIMEOUT = 900
 
@@ -117,7 +122,7 @@ class Estate:
     agency: str
     files: Path
     front: Any  # ServerInfo
-    ssh: Any
+    credential: str  # the estate's SSH credential
     gateway: Callable[[], Any]  # the agency's own gateway (a context manager)
     admin: Callable[[], Any]  # the dev cloud admin's gateway
     waves: dict[str, int]
@@ -179,8 +184,12 @@ def _front_page(address: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def estate(devcloud: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory,
-           timings: list[str]) -> Iterator[Estate]:
+def estate(devcloud: Any, tmp_path_factory: pytest.TempPathFactory, timings: list[str]) -> Iterator[Estate]:
+    """The agency, its credential, the users' front and the wave inputs, from the product's rehearsal estate
+    (controlplane.devcloud.estate, the steps `controlplane devcloud estate up` takes), run here before the server
+    starts: the estate's onboarding (ingress 22, 80, 8080, 5432 from 10/8) and key, its front host with nginx
+    pointing at the legacy application, its WAR, dataset dump and manifest. The legacy application is a small web
+    site on the front itself (127.0.0.1:8080): the estate's legacy hosts are not needed here."""
     work = tmp_path_factory.mktemp("migration")
     url = f"sqlite:///{work / 'controlplane.db'}"
     upgrade(url)
@@ -190,26 +199,33 @@ def estate(devcloud: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory
     with transaction(sessions) as session:
         auth_service.create_user(session, clock=Clock(), actor="test", data=UserCreate(
             username="ops", password=PASSWORD, role=Role.OPERATOR))
-        auth_service.create_agency(session, clock=Clock(), actor="test", data=AgencyCreate(
-            code=agency, name_ko="이전 시험 기관", name_en="Migration test agency", kind=AgencyKind.AGENCY))
     env = {**os.environ, "CP_ENV": "test", "CP_DATABASE_URL": url, "CP_DATA_DIR": str(work),
            "CP_CLOUD": devcloud.cloud_name, "CP_CLOUDS_YAML": str(devcloud.clouds_yaml), "CP_WORKFLOWS": "true",
            "CP_MIGRATION_AGENCY_CONCURRENCY": "6", "CP_METRICS_REFRESH_SECONDS": "3600"}
+    settings = Settings(env="test", database_url=url, data_dir=work, cloud=devcloud.cloud_name,
+                        clouds_yaml=devcloud.clouds_yaml, metrics_refresh_seconds=3600)
     server = Server(env, work / "serve.log")
     names = {"project": f"agency-{agency.lower()}", "user": f"agency-{agency.lower()}-svc",
              "keypair": f"agency-{agency.lower()}-key"}
-    front = None
-    server.start()
+    made: Estate | None = None
     try:
-        token = httpx.post(f"{server.url}/api/v1/auth/token", json={"username": "ops", "password": PASSWORD})
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        estate = Estate(server, headers, agency, work / "artifacts", None, ssh_key, lambda: None, lambda: None, {}, [])
-        _onboard(estate, devcloud, ssh_key)
-        with transaction(sessions) as session:
-            tenancy = session.scalars(select(CloudTenancy).where(CloudTenancy.cloud == devcloud.cloud_name,
-                                                                 CloudTenancy.agency.has(code=agency))).one()
-            credential = cloud_service.agency_credential(tenancy, box=SecretBox(Settings().secret_key))
+        with opened_context(settings) as ctx:
+            rehearsal = RehearsalEstate(ctx, agency=agency, actor="test")
+            rehearsal.ensure_agency()
+            cidr = rehearsal.ensure_onboarded(rehearsal.ensure_key())
+            rehearsal.ensure_credential()
+            rehearsal.ensure_files()
+            hosts = rehearsal.ensure_hosts(roles=("front",))
+            _legacy_front(rehearsal, hosts["front"], cidr)
+            with transaction(ctx.sessions) as session:
+                tenancy = session.scalars(select(CloudTenancy).where(
+                    CloudTenancy.cloud == devcloud.cloud_name, CloudTenancy.agency.has(code=agency))).one()
+                credential = cloud_service.agency_credential(tenancy, box=SecretBox(settings.secret_key))
+                project_id = tenancy.project_id or ""
         assert credential is not None
+        host = hosts["front"]
+        front = ServerInfo(host.id, host.name, host.status, rehearsal.names.owner("front"), project_id,
+                           (host.address,), samples.FLAVOR)
 
         def admin() -> Any:
             return CloudGateway.connect(devcloud.cloud_name, config_file=devcloud.clouds_yaml)
@@ -217,13 +233,12 @@ def estate(devcloud: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory
         def agency_gateway() -> Any:
             return admin().for_agency(credential)
 
-        estate.admin, estate.gateway = admin, agency_gateway
-        with agency_gateway() as gateway:
-            front = gateway.create_server(ServerSpec(f"test:front-{agency}", f"front-{agency.lower()}", "small",
-                                                     "debian-12", f"{names['project']}-net", names["keypair"]))
-        estate.front = front
-        _legacy_front(estate)
-        yield estate
+        server.start()
+        token = httpx.post(f"{server.url}/api/v1/auth/token", json={"username": "ops", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        made = Estate(server, headers, agency, rehearsal.files.directory, front, rehearsal.names.credential,
+                      agency_gateway, admin, {}, [])
+        yield made
     finally:
         server.stop()
         engine.dispose()
@@ -233,7 +248,7 @@ def estate(devcloud: Any, ssh_key: Any, tmp_path_factory: pytest.TempPathFactory
         finally:
             conn.close()
         timings.append(f"migration waves: server started {server.starts} times, killed during "
-                       f"{', '.join(estate.kills) if front else '-'}")
+                       f"{', '.join(made.kills) if made else '-'}")
 
 
 def _conn(devcloud: Any) -> Any:
@@ -241,58 +256,56 @@ def _conn(devcloud: Any) -> Any:
     return openstack.connection.Connection(config=config.get_one(cloud=devcloud.cloud_name))
 
 
-def _onboard(estate: Estate, devcloud: Any, ssh_key: Any) -> None:
-    cidr = f"10.87.{random.randint(1, 254)}.0/24"
-    # The dev cloud enforces security groups: every port the tiers use is declared (SSH and the users' HTTP from
-    # here, front -> app on 8080, app -> db on 5432).
-    ingress = [{"protocol": "tcp", "port_min": port, "port_max": port, "remote_cidr": "10.0.0.0/8"}
-               for port in (22, 80, 8080, 5432)] + [{"protocol": "icmp", "remote_cidr": "10.0.0.0/8"}]
-    response = httpx.put(f"{estate.server.url}/api/v1/cloud/agencies/{estate.agency}/onboarding",
-                         headers=estate.headers, json={
-                             "quotas": {"instances": 8, "cores": 8, "ram_mb": 8192, "volumes": 2}, "cidr": cidr,
-                             "ingress": ingress, "public_key": ssh_key.public})
-    assert response.status_code == 201, response.text
-    accepted = estate.post(f"/cloud/agencies/{estate.agency}/onboarding/apply")
-    estate.wait(lambda: estate.get(accepted["url"].removeprefix("/api/v1"))["status"] not in ("queued", "running"),
-                "onboarding", timeout=600)
-    assert estate.get(accepted["url"].removeprefix("/api/v1"))["status"] == "succeeded"
-    response = httpx.put(f"{estate.server.url}/api/v1/credentials/migration-root", headers=estate.headers,
-                         json={"private_key": ssh_key.private.read_text()})
-    assert response.status_code == 201, response.text
-
-
-def _legacy_front(estate: Estate) -> None:
-    """The users' front: nginx proxying to the legacy site (a small web server on the front itself, port 8081)."""
-    address = estate.front.addresses[0]
-    done = estate.ssh.run(address, "mkdir -p /srv/legacy/minwon && "
-                                   f"echo '<p>{LEGACY_APP}</p>' > /srv/legacy/minwon/index.html && "
-                                   "systemd-run --unit=legacy-site python3 -m http.server 8081 --bind 127.0.0.1 "
-                                   "--directory /srv/legacy")
-    assert done.returncode == 0, done.stderr
-    job = estate.post("/jobs", json={
-        "playbook": "migrate_system.yml", "credential": "migration-root", "agency": estate.agency,
-        "hosts": [{"name": estate.front.name, "address": address, "groups": ["nginx"],
-                   "vars": {"nginx_upstreams": ["127.0.0.1:8081"]}}],
-        "extravars": {"migration_system": "front", "migration_steps": ["nginx"]}, "verify": False})
-    estate.wait(lambda: estate.get(f"/jobs/{job['job_id']}")["status"] not in ("pending", "running"), "front",
-                timeout=600)
-    assert estate.get(f"/jobs/{job['job_id']}")["status"] == "successful"
-    assert LEGACY_APP in _front_page(address)
+def _legacy_front(rehearsal: RehearsalEstate, front: Host, cidr: str) -> None:
+    """The users' front: the estate's nginx job pointing it at the legacy site, a small web server on the front
+    itself (127.0.0.1:8080) standing in for the estate's legacy application server."""
+    rehearsal.ssh(front.address, "mkdir -p /srv/legacy/minwon && "
+                                 f"echo '<p>{LEGACY_APP}</p>' > /srv/legacy/minwon/index.html && "
+                                 "systemd-run --unit=legacy-site python3 -m http.server 8080 --bind 127.0.0.1 "
+                                 "--directory /srv/legacy")
+    rehearsal.configure({"front": front, "app": Host("app", "legacy-site", "127.0.0.1", "ACTIVE", "")}, ["front"],
+                        cidr=cidr)
+    assert LEGACY_APP in _front_page(front.address)
 
 
 def _inputs(estate: Estate) -> dict[str, Any]:
-    files = estate.files
-    files.mkdir(parents=True, exist_ok=True)
-    dataset = make_dataset(rows=300)
-    dump = write_dump(dataset, files / "minwon.sql")
-    manifest = files / "manifest.json"
-    manifest.write_text(json.dumps(dataset.manifest()))
-    war = make_war(files / "minwon.war", NEW_APP)
+    """The wave inputs from the estate's files: its new WAR, and its dataset's dump and manifest."""
+    files = samples.Files(estate.files)
     front = {"name": estate.front.name, "address": estate.front.addresses[0]}
-    data = {"format": "sql", "dump_src": str(dump), "manifest_src": str(manifest)}
-    artifact = {"kind": "war", "name": "minwon", "src": str(war), "checksum": sha256_of(war),
+    data = {"format": "sql", "dump_src": str(files.seed_dump), "manifest_src": str(files.manifest)}
+    artifact = {"kind": "war", "name": "minwon", "src": str(files.new_war), "checksum": sha256_of(files.new_war),
                 "health_content": NEW_APP}
-    return {"front": front, "legacy_upstreams": ["127.0.0.1:8081"], "data": data, "artifact": artifact}
+    return {"front": front, "legacy_upstreams": ["127.0.0.1:8080"], "data": data, "artifact": artifact}
+
+
+OUTAGE_SECONDS = 180
+
+
+@dataclass
+class Outage:
+    """nova-api stopped mid-wave for three minutes; started again however the tests end."""
+
+    devcloud: Any
+    began: float | None = None
+
+    def begin(self) -> None:
+        self.devcloud.stop_service("nova-api")
+        self.began = time.monotonic()
+
+    def end(self, *, after: float = 0) -> None:
+        if self.began is not None:
+            time.sleep(max(0.0, self.began + after - time.monotonic()))
+            self.devcloud.start_service("nova-api")
+            self.began = None
+
+
+@pytest.fixture(scope="module")
+def outage(devcloud: Any) -> Iterator[Outage]:
+    stopped = Outage(devcloud)
+    try:
+        yield stopped
+    finally:
+        stopped.end()
 
 
 @pytest.fixture(scope="module")
@@ -305,11 +318,11 @@ def waves(estate: Estate, timings: list[str]) -> Estate:
     broken_war = estate.files / "c-app.war"
     broken_war.write_bytes(b"not the WAR its checksum names")
     wave1 = estate.post("/waves", 201, json={
-        "name": f"{estate.agency}-wave-1", "systems": ["m-db", "m-app", "m-rpt"], "credential": "migration-root",
+        "name": f"{estate.agency}-wave-1", "systems": ["m-db", "m-app", "m-rpt"], "credential": estate.credential,
         "inputs": {"m-db": {"data": given["data"]}, "m-rpt": {"data": given["data"]},
                    "m-app": {k: given[k] for k in ("front", "legacy_upstreams", "artifact")}}})
     wave2 = estate.post("/waves", 201, json={
-        "name": f"{estate.agency}-wave-2", "systems": ["c-app", "c-db"], "credential": "migration-root",
+        "name": f"{estate.agency}-wave-2", "systems": ["c-app", "c-db"], "credential": estate.credential,
         "inputs": {"c-db": {"data": given["data"]},
                    "c-app": {"front": given["front"], "legacy_upstreams": given["legacy_upstreams"],
                              "artifact": {**given["artifact"], "src": str(broken_war)}}}})
@@ -359,7 +372,8 @@ def test_a_crash_in_the_middle_resumes_every_migration_without_repeating_or_twin
     assert {step for _, step in interrupted} <= {"provision", "configure"} and interrupted, interrupted
 
 
-def test_a_wave_of_three_dependent_systems_migrates_end_to_end(waves: Estate, timings: list[str]) -> None:
+def test_a_wave_of_three_dependent_systems_migrates_end_to_end(waves: Estate, outage: Outage,
+                                                               timings: list[str]) -> None:
     estate = waves
     wave = estate.wave("wave-1")
     assert {m["system"]: m["state"] for m in wave["migrations"]} == \
@@ -376,25 +390,35 @@ def test_a_wave_of_three_dependent_systems_migrates_end_to_end(waves: Estate, ti
         data_checks = [c for c in checks if c["role"] == "data_migration"]
         assert data_checks and {c["outcome"] for c in data_checks} == {"passed"}, checks
         assert {c["role"] for c in checks} >= {"base", "postgresql", "data_migration"}
+    outage.begin()  # the cloud goes down mid-wave: cutover and retire do not need it; wave 2's retry waits for it
     started = time.monotonic()
     for system in ("m-app", "m-rpt", "m-db"):
         estate.post(f"/migrations/{estate.migration('wave-1', system)['id']}/approve")
     estate.wait(lambda: estate.resting("wave-1"), "wave 1 cut over")
     wave = estate.wave("wave-1")
+    # cut over, the legacy side kept for the soak (24 h by default): not retired yet
     assert {m["system"]: m["state"] for m in wave["migrations"]} == dict.fromkeys(("m-db", "m-app", "m-rpt"),
-                                                                                   "succeeded"), wave
+                                                                                   "cut_over"), wave
     events = estate.get(f"/waves/{wave['id']}/events")
     cut = [e["system"] for e in events if e["step"] == "cutover" and e["state"] == "succeeded"]
     assert cut.index("m-db") < cut.index("m-app") and cut.index("m-db") < cut.index("m-rpt")
     assert NEW_APP in _front_page(address)  # the front now forwards to m-app's Tomcat
+    assert "migrated" not in {s["status"] for s in estate.get("/systems") if s["code"] in ("m-db", "m-app")}
+    for migration in wave["migrations"]:  # the operator retires two before the soak ends; m-rpt soaks on
+        assert migration["soak_until"] and "then retired" in migration["waiting_for"], migration
+        if migration["system"] != "m-rpt":
+            estate.post(f"/migrations/{migration['id']}/approve")
+    estate.wait(lambda: [m["state"] for m in estate.wave("wave-1")["migrations"]] == [
+        "succeeded", "succeeded", "cut_over"], "m-db and m-app retired")
     systems = {s["code"]: s["status"] for s in estate.get("/systems")}
-    assert systems["m-db"] == systems["m-app"] == systems["m-rpt"] == "migrated"
+    assert systems["m-db"] == systems["m-app"] == "migrated" and systems["m-rpt"] != "migrated"
     metrics = httpx.get(f"{estate.server.url}/metrics").text
-    assert 'controlplane_migrations{state="succeeded"} 3.0' in metrics
+    assert 'controlplane_migrations{state="succeeded"} 2.0' in metrics
     timings.append(f"migration wave 1: approval to migrated in {time.monotonic() - started:.0f} s")
 
 
-def test_a_configure_failure_stops_that_system_only_and_a_retry_finishes_it(waves: Estate) -> None:
+def test_a_configure_failure_stops_that_system_only_and_a_retry_finishes_it(waves: Estate, outage: Outage,
+                                                                            timings: list[str]) -> None:
     estate = waves
     failed = estate.migration("wave-2", "c-app")
     assert failed["state"] == "failed" and failed["step"] == "configure", failed
@@ -403,13 +427,27 @@ def test_a_configure_failure_stops_that_system_only_and_a_retry_finishes_it(wave
     assert c_db["state"] == "awaiting_approval", (c_db["step"], c_db["error"])
     # the cause is fixed: the WAR on the control plane is the one its checksum names again
     (estate.files / "c-app.war").write_bytes((estate.files / "minwon.war").read_bytes())
-    estate.post(f"/migrations/{failed['id']}/retry")
-    estate.wait(lambda: estate.resting("wave-2"), "c-app retried")
+    # retried from provision while nova-api is down: the step waits for the cloud, holding no queue slot
+    assert outage.began is not None, "wave 1's test stops nova-api first"
+    estate.post(f"/migrations/{failed['id']}/retry", json={"from_step": "provision"})
+    estate.wait(lambda: estate.migration("wave-2", "c-app")["waiting_for"].startswith("waiting for the cloud"),
+                "c-app waiting for the cloud")
+    waiting = estate.migration("wave-2", "c-app")
+    assert waiting["state"] == "waiting" and waiting["step"] == "provision", waiting
+    down = time.monotonic() - outage.began
+    outage.end(after=OUTAGE_SECONDS)
+    back = time.monotonic()
+    estate.wait(lambda: estate.resting("wave-2") and estate.migration("wave-2", "c-app")["state"] != "waiting",
+                "c-app after the outage")
     retried = estate.migration("wave-2", "c-app")
     assert retried["state"] == "awaiting_approval", retried
     runs = _step_runs(retried)
-    assert [s for s, state in runs if state == "succeeded"] == ["precheck", "provision", "configure", "verify"]
-    assert ("configure", "failed") in runs
+    assert [s for s, state in runs if state == "succeeded"] == ["precheck", "provision", "provision", "configure",
+                                                                "verify"], runs
+    assert ("configure", "failed") in runs and ("provision", "cloud_unreachable") in runs
+    assert len(_owned(estate, retried["id"])) == 1  # found again by its tag, not made twice
+    timings.append(f"nova-api down {OUTAGE_SECONDS} s (waiting seen after {down:.0f} s); c-app went on "
+                   f"{time.monotonic() - back:.0f} s after it came back")
 
 
 def test_rollback_leaves_no_server_port_or_volume_of_the_migrations(waves: Estate) -> None:
@@ -429,3 +467,23 @@ def test_rollback_leaves_no_server_port_or_volume_of_the_migrations(waves: Estat
     with estate.admin() as admin:
         assert admin.list_ports(device_ids=server_ids) == []
     assert LEGACY_APP not in _front_page(estate.front.addresses[0])  # wave 1's cutover stays as it was
+
+
+def test_a_rollback_during_the_soak_dumps_the_new_database_first(waves: Estate) -> None:
+    estate = waves
+    rpt = estate.migration("wave-1", "m-rpt")
+    assert rpt["state"] == "cut_over", rpt
+    refused = httpx.post(f"{estate.server.url}/api/v1/migrations/{rpt['id']}/rollback", headers=estate.headers)
+    assert refused.status_code == 409 and refused.json()["field"] == "confirm_writes_since_cutover", refused.text
+    estate.post(f"/migrations/{rpt['id']}/rollback", json={"confirm_writes_since_cutover": True})
+    estate.wait(lambda: estate.resting("wave-1"), "m-rpt rolled back")
+    rolled = estate.migration("wave-1", "m-rpt")
+    assert rolled["state"] == "rolled_back", rolled
+    (dump,) = rolled["rollback"]["dumps"]
+    path = Path(dump["path"])
+    assert path.name == f"{dump['database']}.sql" and dump["sha256"] == sha256_of(path)
+    text = path.read_text()
+    assert "PostgreSQL database dump" in text and "COPY public.requests" in text
+    assert dump["written_since_cutover"] == []  # nobody wrote to it: it is what was moved
+    assert rolled["rollback"]["leftovers"] == {"servers": [], "ports": [], "volumes": []}
+    assert _owned(estate, rolled["id"]) == []
