@@ -4,6 +4,7 @@ Ansible's back fails the checks with their message; an unreachable host says so;
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from controlplane.app import create_app
 from controlplane.auth import service as auth_service
 from controlplane.auth.roles import Role
 from controlplane.auth.schemas import UserCreate
+from controlplane.automation.runner import RUN_DIR_KINDS, run_dir_prefix
 from controlplane.clock import Clock
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine, make_sessionmaker, transaction
@@ -104,7 +106,8 @@ def test_a_job_configures_a_real_host_and_stores_the_checks_as_evidence(api: Any
     stored = _everything_stored(api)
     key_body = ssh_key.private.read_text().splitlines()[1]
     assert SECRET not in stored and key_body not in stored
-    assert not [p for prefix in ("cp-job-", "cp-ssh-", "cp-checks-") for p in Path("/tmp").glob(prefix + "*")]
+    # This process's only: the other suite, running beside this one, makes run directories of its own.
+    assert not [p for kind in RUN_DIR_KINDS for p in Path(tempfile.gettempdir()).glob(run_dir_prefix(kind) + "*")]
 
 
 def test_drift_behind_ansibles_back_fails_the_checks_with_their_message(api: Any, host: Host,
