@@ -107,6 +107,22 @@ def default_cidr(index: int) -> str:
     return f"10.81.{index}.0/24"
 
 
+def free_default_cidr(taken: Iterable[str]) -> str | None:
+    """The first default subnet that overlaps none of `taken` (networks or addresses; what is not one is
+    ignored); None when every one is taken."""
+    others = []
+    for cidr in taken:
+        try:
+            others.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    for index in range(1, 255):
+        candidate = ipaddress.ip_network(default_cidr(index))
+        if not any(candidate.overlaps(other) for other in others if other.version == candidate.version):
+            return str(candidate)
+    return None
+
+
 def validate_spec(spec: OnboardingSpec) -> None:
     if not _AGENCY_CODE.match(spec.agency_code):
         raise SpecError("agency_code", "must be 2-32 upper-case letters, digits or _ starting with a letter")

@@ -178,12 +178,11 @@ def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IP
     return found
 
 
-def _free_default_cidr(taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
-    for index in range(1, 255):
-        candidate = ipaddress.ip_network(domain.default_cidr(index))
-        if not any(candidate.overlaps(other) for other in taken if other.version == candidate.version):
-            return str(candidate)
-    raise Conflict("no free default agency network is left on this cloud; give a cidr", field="cidr")
+def _free_default_cidr(taken: Iterable[str]) -> str:
+    cidr = domain.free_default_cidr(taken)
+    if cidr is None:
+        raise Conflict("no free default agency network is left on this cloud; give a cidr", field="cidr")
+    return cidr
 
 
 def put_spec(
@@ -201,7 +200,7 @@ def put_spec(
     others = session.scalars(
         select(CloudTenancy.cidr).where(CloudTenancy.cloud == cloud, CloudTenancy.agency_id != agency.id)
     ).all()
-    cidr = (data.cidr or "").strip() or (tenancy.cidr if tenancy else _free_default_cidr(_networks(others)))
+    cidr = (data.cidr or "").strip() or (tenancy.cidr if tenancy else _free_default_cidr(others))
     public_key = (data.public_key or "").strip() or None
     ingress = [rule.model_dump() for rule in data.ingress]
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import json
 import random
 import zipfile
@@ -20,6 +19,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from controlplane.cloud.domain import free_default_cidr
 
 KST = timezone(timedelta(hours=9))
 
@@ -90,17 +91,10 @@ def role_of(owner: str | None, agency: str) -> str | None:
 def free_cidr(taken: Iterable[str]) -> str:
     """The first default agency network (10.81.N.0/24, as the cloud picks one) that overlaps none of `taken` (the
     other agencies' networks and the routes of this machine, where every dev cloud network has its gateway)."""
-    others = []
-    for cidr in taken:
-        try:
-            others.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            continue
-    for index in range(1, 255):
-        candidate = ipaddress.ip_network(f"10.81.{index}.0/24")
-        if not any(candidate.overlaps(other) for other in others if other.version == 4):
-            return str(candidate)
-    raise ValueError("no free 10.81.N.0/24 is left for the estate's network")
+    cidr = free_default_cidr(taken)
+    if cidr is None:
+        raise ValueError("no free 10.81.N.0/24 is left for the estate's network")
+    return cidr
 
 
 def routed(routes: Iterable[Mapping[str, Any]], *, bridge_prefix: str) -> list[str]:
