@@ -7,6 +7,7 @@ elsewhere and a link that leads out of the directory are all refused: nothing el
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 
@@ -26,3 +27,12 @@ def resolve_artifact(directory: Path, name: object) -> Path:
     if not path.is_file():
         raise ArtifactError(f"no file {name!r} in the artifacts directory {directory}")
     return path
+
+
+def sha256_of(path: Path) -> str:
+    """`sha256:<hex>` of a file, as artifact checksums are written; read in blocks (a dump may be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"

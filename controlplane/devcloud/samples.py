@@ -270,10 +270,6 @@ inputs:
 
 # --- artifacts ----------------------------------------------------------------------------------------------
 
-def sha256_of(path: Path) -> str:
-    return sha256_of_bytes(path.read_bytes())
-
-
 def sha256_of_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -6,7 +6,6 @@ is safe to repeat: a step already done is not run again, a server is found befor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlplane.artifacts import sha256_of
 from controlplane.auth import audit
 from controlplane.automation import flows as job_flows
 from controlplane.automation import service as job_service
@@ -562,11 +562,7 @@ def _dump_of(where: Path, name: str) -> dict[str, Any]:
     dump, measure = where / f"{name}.sql", where / f"{name}.changes.json"
     if not dump.is_file() or not measure.is_file():
         raise StepFailed(f"the dump of {name} did not arrive in {where}")
-    digest = hashlib.sha256()
-    with dump.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return {"database": name, "path": str(dump), "sha256": f"sha256:{digest.hexdigest()}",
+    return {"database": name, "path": str(dump), "sha256": sha256_of(dump),
             "bytes": dump.stat().st_size,
             "written_since_cutover": json.loads(measure.read_text()).get("differences", [])}
 
