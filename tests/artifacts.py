@@ -14,13 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from controlplane.artifacts import sha256_of
 from controlplane.devcloud.samples import (
     KST,
     Dataset,
     copy_text,
     make_dataset,
     make_war,
-    sha256_of,
     table_manifest,
     write_dump,
 )
