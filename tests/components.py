@@ -23,6 +23,10 @@ COMPONENTS = {
     "root": "run the tests as root, as CI does",
     "nft": "run `scripts/setup` (Debian's nftables package)",
     "unshare": "install Debian's util-linux package",
+    "janus": "run `scripts/setup --test` (Debian's janus package)",
+    "kamailio": "run `scripts/setup --test` (Debian's kamailio package)",
+    "sipp": "run `scripts/setup --test` (Debian's sip-tester package)",
+    "alertmanager": "run `scripts/setup --test` (Debian's prometheus-alertmanager package)",
     "host-tools": "run `scripts/setup` (systemd-nspawn, debootstrap and apt-cacher-ng)",
 }
 
