@@ -31,6 +31,7 @@ from controlplane.http_headers import SecurityHeaders
 from controlplane.inputs import RefuseControlCharacters
 from controlplane.inventory.router import router as inventory_router
 from controlplane.periodic import PeriodicRefresher
+from controlplane.rooms.router import router as rooms_router
 from controlplane.uploads import install_body_limits
 from controlplane.waves.router import router as migration_router
 from controlplane.web.router import mount_web
@@ -109,6 +110,7 @@ def create_app(
     app.include_router(jobs_router)
     app.include_router(inventory_router)
     app.include_router(migration_router)
+    app.include_router(rooms_router)
     mount_web(app)
     declare_statuses(app)
     return app

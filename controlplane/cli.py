@@ -27,6 +27,7 @@ from controlplane.db import transaction
 from controlplane.devcloud.cli import devcloud_app
 from controlplane.inventory.cli import catalogue_app, systems_app
 from controlplane.inventory.cli import commands_app as inventory_commands
+from controlplane.rooms.cli import bridges_app, rooms_app
 from controlplane.waves.cli import commands_app as waves_commands
 from controlplane.waves.cli import waves_app
 
@@ -38,7 +39,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 for sub_app, name in ((db_app, "db"), (users_app, "users"), (agencies_app, "agencies"), (secrets_app, "secrets"),
                       (compliance_app, "compliance"), (devcloud_app, "devcloud"), (cloud_app, "cloud"),
                       (credentials_app, "credentials"), (jobs_app, "jobs"), (systems_app, "systems"),
-                      (catalogue_app, "catalogue"), (waves_app, "waves")):
+                      (catalogue_app, "catalogue"), (waves_app, "waves"), (rooms_app, "rooms"),
+                      (bridges_app, "bridges")):
     app.add_typer(sub_app, name=name)
 app.add_typer(inventory_commands)  # adoption, plan
 app.add_typer(waves_commands)  # worker

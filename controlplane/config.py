@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # the proxy writes (X-Forwarded-For) and the proxies' networks it is believed from (comma-separated CIDRs).
     trusted_proxy_header: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9-]*$")
     trusted_proxies: str = ""
+    # The VC network: its catalogue's directory (rooms/ of the project), the networks room endpoints and bridges
+    # may be in (comma-separated CIDRs: the prober sends to nothing else), and the probes' cycle and timeout.
+    rooms_catalogue_dir: Path = REPO_ROOT / "rooms"
+    rooms_allowed_networks: str = "10.0.0.0/8"
+    rooms_probe_seconds: float = Field(default=60.0, ge=1, le=3600)
+    rooms_probe_timeout: float = Field(default=2.0, gt=0, le=30)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_prod(self) -> Settings:
@@ -80,6 +86,12 @@ class Settings(BaseSettings):
             raise ValueError("CP_TRUSTED_PROXY_HEADER and CP_TRUSTED_PROXIES must be set together")
         return self
 
+    @model_validator(mode="after")
+    def _rooms_networks_are_networks(self) -> Settings:
+        if not self.rooms_networks:  # (reading them refuses a bad CIDR, naming it)
+            raise ValueError("CP_ROOMS_ALLOWED_NETWORKS must name at least one network (CIDR)")
+        return self
+
     @property
     def previous_secret_keys(self) -> tuple[str, ...]:
         """CP_SECRET_KEY_PREVIOUS as a list, without blanks, repeats or the current key."""
@@ -99,6 +111,19 @@ class Settings(BaseSettings):
                 networks.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
                 raise ValueError(f"CP_TRUSTED_PROXIES: '{part[:64]}' is not an address or network (CIDR)") from None
+        return tuple(networks)
+
+    @property
+    def rooms_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        networks = []
+        for part in (p.strip() for p in self.rooms_allowed_networks.split(",")):
+            if not part:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"CP_ROOMS_ALLOWED_NETWORKS: '{part[:64]}' is not an address or network (CIDR)") \
+                    from None
         return tuple(networks)
 
     @cached_property

@@ -33,9 +33,12 @@ class Permission(StrEnum):
     MIGRATION_READ = "migration:read"
     MIGRATION_WRITE = "migration:write"
     MIGRATION_APPROVE = "migration:approve"
+    ROOMS_READ = "rooms:read"
+    ROOMS_WRITE = "rooms:write"
 
 
-_READ_ALL = {Permission.AGENCIES_READ, Permission.COMPLIANCE_READ}
+# Everyone reads the VC network (secretariats book its rooms, ministries meet in them); operators run it.
+_READ_ALL = {Permission.AGENCIES_READ, Permission.COMPLIANCE_READ, Permission.ROOMS_READ}
 
 # Cloud, jobs and migrations: operators onboard agencies, keep the SSH credentials, run playbooks, keep the
 # system inventory, run waves and approve cutovers; auditors read everything; a ministry reads its own agency's
@@ -48,7 +51,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
                                           Permission.JOBS_RUN, Permission.CREDENTIALS_READ,
                                           Permission.CREDENTIALS_WRITE,
                                           Permission.MIGRATION_READ, Permission.MIGRATION_WRITE,
-                                          Permission.MIGRATION_APPROVE}),
+                                          Permission.MIGRATION_APPROVE, Permission.ROOMS_WRITE}),
     Role.SECRETARIAT: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE}),
     Role.MINISTRY: frozenset(_READ_ALL | {Permission.SESSIONS_WRITE, Permission.CLOUD_READ, Permission.JOBS_READ,
                                           Permission.MIGRATION_READ}),

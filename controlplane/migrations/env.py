@@ -10,6 +10,7 @@ import controlplane.automation.models
 import controlplane.cloud.models
 import controlplane.compliance.models
 import controlplane.inventory.models
+import controlplane.rooms.models
 import controlplane.waves.models  # noqa: F401  (register the tables on Base.metadata)
 from controlplane.config import Settings
 from controlplane.db import Base, make_engine
