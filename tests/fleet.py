@@ -19,8 +19,8 @@ import openstack.connection
 
 from controlplane.devcloud.hosts import ssh_answers
 
-# The hosts the run's tests configure: the jobs API's, the runner adapter's, and the roles' three.
-HOSTS = ("jobs", "runner", "db", "app", "web")
+# The hosts the run's tests configure: the jobs API's, the runner adapter's, the roles' three, and the VC roles' one.
+HOSTS = ("jobs", "runner", "db", "app", "web", "vc")
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def host_stats(events: Iterable[JobEvent]) -> dict[str, HostStats]:
 
 # The playbooks a job may run, and the roles in the order site.yml and migrate_system.yml apply them.
 PLAYBOOKS = ("site.yml", "migrate_system.yml", "verify.yml")
-ROLES = ("base", "postgresql", "data_migration", "tomcat", "nginx", "app_deploy")
+ROLES = ("base", "postgresql", "data_migration", "tomcat", "nginx", "app_deploy", "sip_registrar", "janus_bridge")
 _INVENTORY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Connection settings are the control plane's: a variable such as ansible_ssh_common_args (ProxyCommand) or
