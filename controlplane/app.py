@@ -31,6 +31,7 @@ from controlplane.http_headers import SecurityHeaders
 from controlplane.inputs import RefuseControlCharacters
 from controlplane.inventory.router import router as inventory_router
 from controlplane.periodic import PeriodicRefresher
+from controlplane.rooms.metrics import refresh_rooms
 from controlplane.rooms.router import router as rooms_router
 from controlplane.uploads import install_body_limits
 from controlplane.waves.router import router as migration_router
@@ -58,6 +59,7 @@ def create_app(
                               name="compliance-refresh"),
             PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=cloud_flows.refresh_cloud,
                               name="cloud-refresh"),
+            PeriodicRefresher(ctx, settings.metrics_refresh_seconds, job=refresh_rooms, name="rooms-refresh"),
         ]
         for refresher in refreshers:
             refresher.start()

@@ -32,7 +32,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from controlplane.clock import Clock
-from controlplane.composition import opened_context
+from controlplane.composition import opened_context, start_engine, stop_engine
 from controlplane.config import Settings
 from controlplane.context import AppContext
 from controlplane.errors import AppError
@@ -97,6 +97,29 @@ def context(*, clock: Clock | None = None) -> Iterator[AppContext]:
     clock is this module's `Clock` (tests replace it: `monkeypatch.setattr("controlplane.clikit.Clock", ...)`)."""
     with opened_context(settings(), clock=clock or Clock()) as ctx:
         yield ctx
+
+
+@contextmanager
+def engine_here_or_client(ctx: AppContext) -> Iterator[bool]:
+    """For the commands that start long work: the durable engine in this process (True: the embedded default,
+    when no server holds it), or a client handing the work to the server's engine (False)."""
+    from controlplane.workflows import EngineBusy, WorkflowClient
+
+    try:
+        engine = start_engine(ctx)
+    except EngineBusy:
+        client = WorkflowClient(ctx.settings.effective_workflows_database_url)
+        ctx.workflows = client
+        try:
+            yield False
+        finally:
+            ctx.workflows = None
+            client.stop()
+        return
+    try:
+        yield True
+    finally:
+        stop_engine(ctx, engine)
 
 
 def local(value: datetime | None, settings: Settings) -> str:

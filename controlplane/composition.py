@@ -18,6 +18,7 @@ from controlplane.config import Settings
 from controlplane.context import AppContext, CheckPort, CloudPort, RunnerPort
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.monitoring.metrics import product_metrics
+from controlplane.rooms.janus import JanusBridge
 
 if TYPE_CHECKING:
     from controlplane import workflows
@@ -31,7 +32,9 @@ def build_context(settings: Settings, *, clock: Clock | None = None, cloud_gatew
     engine = make_engine(settings.effective_database_url)
     ctx = AppContext(settings=settings, engine=engine, sessions=make_sessionmaker(engine), clock=clock or Clock(),
                      metrics=product_metrics(), connect_cloud=_connect_cloud,
-                     runner=playbook_runner or PlaybookRunner(), checks=check_runner or CheckRunner())
+                     runner=playbook_runner or PlaybookRunner(), checks=check_runner or CheckRunner(),
+                     connect_bridge=lambda address: JanusBridge(address.url, address.admin_url, address.admin_secret,
+                                                                timeout=settings.rooms_bridge_timeout))
     if cloud_gateway is not None:
         ctx.cloud.inject(cloud_gateway)
     return ctx
@@ -65,9 +68,11 @@ def engine_queues(settings: Settings) -> list[workflows.Queue]:
     """The queues of every domain's long work (importing a domain's work module registers its workflows)."""
     from controlplane.automation import work as job_work
     from controlplane.cloud import work as cloud_work
+    from controlplane.rooms import work as room_work
     from controlplane.waves import work as wave_work
 
-    return [*cloud_work.queues(settings), *job_work.queues(settings), *wave_work.queues(settings)]
+    return [*cloud_work.queues(settings), *job_work.queues(settings), *wave_work.queues(settings),
+            *room_work.queues()]
 
 
 def start_engine(ctx: AppContext) -> workflows.Engine:
@@ -76,6 +81,8 @@ def start_engine(ctx: AppContext) -> workflows.Engine:
     from controlplane import workflows
     from controlplane.automation import flows as job_flows
     from controlplane.cloud import flows as cloud_flows
+    from controlplane.rooms import flows as room_flows
+    from controlplane.rooms import reconcile as room_reconcile
     from controlplane.waves import flows as wave_flows
 
     engine = workflows.Engine(ctx, engine_queues(ctx.settings))
@@ -90,6 +97,8 @@ def start_engine(ctx: AppContext) -> workflows.Engine:
             log.exception("looking for work to queue again failed (%s)", resume.__module__)
     wave_flows.count_states(ctx)
     engine.every(ctx.settings.migration_wake_seconds, wave_flows.wake_held, name="migration-waker")
+    engine.every(ctx.settings.rooms_probe_seconds, room_flows.start_probe_cycle, name="room-prober")
+    engine.every(ctx.settings.rooms_reconcile_seconds, room_reconcile.start_scheduled, name="bridge-reconciler")
     return engine
 
 

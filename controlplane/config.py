@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     rooms_allowed_networks: str = "10.0.0.0/8"
     rooms_probe_seconds: float = Field(default=60.0, ge=1, le=3600)
     rooms_probe_timeout: float = Field(default=2.0, gt=0, le=30)
+    # How often the bridges and their rooms are reconciled (and how long a bridge may take to answer).
+    rooms_reconcile_seconds: float = Field(default=300.0, ge=1, le=86400)
+    rooms_bridge_timeout: float = Field(default=5.0, gt=0, le=60)
+    # The agency whose cloud project runs the VC network's bridges, and the flavor of a bridge's server.
+    rooms_operations_agency: str = Field(default="MOIS", pattern=r"^[A-Z][A-Z0-9_]{1,15}$")
+    rooms_bridge_flavor: str = Field(default="small", min_length=1, max_length=255)
+    # A live stream of the rooms' changes ends after this and the client reconnects (proxies drop long streams).
+    rooms_stream_seconds: float = Field(default=300.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_prod(self) -> Settings:

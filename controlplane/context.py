@@ -1,5 +1,6 @@
 """The ports the domains depend on, and the app context that carries them: the settings, the database, the clock,
-the metrics, the way to the cloud, the playbook and check runners, and the durable engine. Protocols and plain types
+the metrics, the way to the cloud, the playbook and check runners, the way to the video bridges, and the durable
+engine. Protocols and plain types
 only (it imports no domain module beyond pure types); the real adapters are built by controlplane.composition, at
 start, never at import."""
 
@@ -32,6 +33,7 @@ from controlplane.cloud.domain import (
 from controlplane.config import Settings
 from controlplane.errors import Busy
 from controlplane.metrics import Metrics
+from controlplane.rooms.domain import BridgeAddress, BridgeInfo, BridgeLoad, BridgeRoom, Participant
 
 log = logging.getLogger(__name__)
 STANDARD_CLOUDS_YAML = (Path("clouds.yaml"), Path.home() / ".config" / "openstack" / "clouds.yaml",
@@ -136,6 +138,21 @@ class CheckPort(Protocol):
             secrets: Iterable[str] = ()) -> list[CheckResult]: ...
 
 
+class BridgePort(Protocol):
+    """One video bridge (controlplane.rooms.janus.JanusBridge): its rooms, their participants, its health."""
+
+    def close(self) -> None: ...
+    def info(self) -> BridgeInfo: ...
+    def admin_check(self) -> None: ...
+    def load(self) -> BridgeLoad: ...
+    def list_rooms(self) -> list[BridgeRoom]: ...
+    def create_room(self, room: int, *, description: str, secret: str, pin: str | None, publishers: int) -> None: ...
+    def edit_room(self, room: int, *, secret: str, description: str | None = None, pin: str | None = None,
+                  publishers: int | None = None) -> None: ...
+    def destroy_room(self, room: int, *, secret: str) -> None: ...
+    def participants(self, room: int) -> list[Participant]: ...
+
+
 class WorkflowPort(Protocol):
     """The durable engine (controlplane.workflows): work handed to it runs to its end, across restarts, within the
     limits of its queue; the same workflow id twice is one workflow."""
@@ -158,9 +175,16 @@ class AppContext:
     cloud: CloudAccess = field(init=False, repr=False)
     # The durable engine once started (or, in the CLI, a client of the server's engine); None: long work is refused.
     workflows: WorkflowPort | None = field(init=False, repr=False, default=None)
+    # The way to a video bridge: a client for one bridge, closed by whoever asked for it.
+    connect_bridge: Callable[[BridgeAddress], BridgePort] | None = field(default=None, repr=False)
 
     def __post_init__(self, connect_cloud: Callable[..., CloudPort]) -> None:
         self.cloud = CloudAccess(self.settings, connect=connect_cloud)
+
+    def bridge(self, address: BridgeAddress) -> BridgePort:
+        if self.connect_bridge is None:
+            raise RuntimeError("this context has no way to the bridges")
+        return self.connect_bridge(address)
 
     def durable(self, what: str) -> WorkflowPort:
         """The engine to hand long work to; 503 busy when this process runs none (CP_WORKFLOWS=false, or it did not

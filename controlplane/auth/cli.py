@@ -140,9 +140,10 @@ def _sealed_columns() -> list[Any]:
     so this command lists their models; controlplane.secrets stays below them and knows none."""
     from controlplane.automation.models import Credential, Job
     from controlplane.cloud.models import CloudTenancy
+    from controlplane.rooms.models import Bridge, BridgeRoom
     from controlplane.waves.models import Migration
 
-    return [column for model in (CloudTenancy, Credential, Job, Migration)
+    return [column for model in (CloudTenancy, Credential, Job, Migration, Bridge, BridgeRoom)
             for column in model.__table__.columns if column.name.endswith("_sealed")]
 
 

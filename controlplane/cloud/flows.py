@@ -10,14 +10,18 @@ error). A process that starts finds the operations a dead process left behind an
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from controlplane.auth import audit
 from controlplane.auth.roles import Principal
 from controlplane.cloud import domain, service
+from controlplane.cloud.domain import AgencyCredential, ServerInfo, ServerSpec
 from controlplane.cloud.metrics import CloudCollector, CloudSnapshot
 from controlplane.cloud.models import CloudOperation, CloudTenancy
 from controlplane.cloud.schemas import (
@@ -277,3 +281,42 @@ def cached_figures(ctx: AppContext) -> CloudSnapshot:
     if not ctx.metrics.of(CloudCollector).snapshot.flavors:
         refresh_cloud(ctx)
     return ctx.metrics.of(CloudCollector).snapshot
+
+
+# --- an agency's own access to its project ----------------------------------------------------------------------
+
+
+class AgencyCloud(Protocol):
+    """The part of the cloud gateway a migration uses, as the agency's own user."""
+
+    def close(self) -> None: ...
+    def create_server(self, spec: ServerSpec, *, timeout: float = 300) -> ServerInfo: ...
+    def find_server(self, owner: str) -> ServerInfo | None: ...
+    def delete_server(self, server_id: str, *, timeout: float = 120) -> None: ...
+    def list_servers(self, *, project_id: str | None = None) -> list[ServerInfo]: ...
+    def list_ports(self, *, device_ids: list[str]) -> list[dict[str, str]]: ...
+
+
+class NotOnboarded(Conflict):
+    """The agency has no project on the cloud yet, or it was never applied."""
+
+
+@contextmanager
+def agency_cloud(ctx: AppContext, *, agency_id: int, cloud: str) -> Iterator[tuple[AgencyCloud, Any]]:
+    """A gateway acting as the agency's own user in its project, and the agency's onboarding spec."""
+    with transaction(ctx.sessions) as session:
+        tenancy = service.find_tenancy(session, agency_id=agency_id, cloud=cloud)
+        if tenancy is None:
+            raise NotOnboarded(f"the agency is not onboarded on cloud {cloud}: apply its cloud spec first",
+                               field="agency")
+        credential: AgencyCredential | None = service.agency_credential(tenancy, box=secret_box(ctx.settings))
+        spec = service.spec_of(tenancy)
+    if credential is None:
+        raise NotOnboarded(f"the agency's project on {cloud} is not applied yet (no service user): apply it first",
+                           field="agency")
+    with ctx.cloud.dedicated() as admin:
+        gateway: AgencyCloud = admin.for_agency(credential)  # type: ignore[attr-defined]
+    try:
+        yield gateway, spec
+    finally:
+        gateway.close()

@@ -7,9 +7,10 @@ from controlplane.automation.metrics import JobMetrics
 from controlplane.cloud.metrics import CloudCollector
 from controlplane.compliance.metrics import ComplianceCollector
 from controlplane.metrics import Metrics
+from controlplane.rooms.metrics import RoomMetrics
 from controlplane.waves.metrics import MigrationMetrics
 
-METRIC_SETS = (ComplianceCollector, CloudCollector, JobMetrics, MigrationMetrics)
+METRIC_SETS = (ComplianceCollector, CloudCollector, JobMetrics, MigrationMetrics, RoomMetrics)
 
 
 def product_metrics() -> Metrics:

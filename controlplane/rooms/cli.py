@@ -4,6 +4,7 @@ sites, smart-work centres and bridges (as the CLI's system actor, audited)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import typer
 
 from controlplane import clikit
 from controlplane.db import transaction
-from controlplane.rooms import service
+from controlplane.rooms import deploy, reconcile, service
 from controlplane.rooms.domain import REGIONS
+from controlplane.rooms.schemas import BridgeEndpointIn
+from controlplane.secrets import secret_box
 
 rooms_app = typer.Typer(help="The VC network: catalogue sync, rooms and their state, sites, centres, bridges.",
                         no_args_is_help=True)
@@ -155,3 +158,93 @@ def bridges_list() -> None:
                           clikit.local(bridge.state_since, ctx.settings))
     clikit.console.print(table)
     clikit.say(f"{len(bridges)} bridges")
+
+
+@bridges_app.command("register")
+@clikit.reports()
+def bridges_register(
+    code: str = typer.Argument(..., help="the bridge's code in the catalogue"),
+    address: str = typer.Option(..., help="its IP address (inside CP_ROOMS_ALLOWED_NETWORKS)"),
+    admin_secret_file: Path = typer.Option(..., help="a file holding its admin secret (never printed)"),
+    http_port: int = typer.Option(8088, min=1, max=65535),
+    admin_port: int = typer.Option(7088, min=1, max=65535),
+) -> None:
+    """Say where a catalogue bridge answers and its admin secret (sealed; `bridges deploy` does this itself)."""
+    secret = clikit.read_text(admin_secret_file, "--admin-secret-file").strip()
+    data = clikit.validated(BridgeEndpointIn, {"address": address, "http_port": http_port, "admin_port": admin_port,
+                                               "admin_secret": secret},
+                            options={"address": "--address", "admin_secret": "--admin-secret-file"})
+    with clikit.context() as ctx, transaction(ctx.sessions) as session:
+        service.register_bridge(session, clock=ctx.clock, actor=clikit.actor(), box=secret_box(ctx.settings),
+                                settings=ctx.settings, code=code, address=data.address, http_port=data.http_port,
+                                admin_port=data.admin_port, admin_secret=data.admin_secret)
+    clikit.say(f"bridge {code} answers at {data.address}:{data.http_port} (admin {data.admin_port}); its admin "
+               "secret is stored sealed")
+
+
+@bridges_app.command("deploy")
+@clikit.reports()
+def bridges_deploy(
+    count: int = typer.Argument(..., min=1, max=50, help="how many of the catalogue's bridges not deployed yet"),
+    credential: str = typer.Option(..., help="the SSH credential whose key the operations agency's servers get"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until they are deployed (or failed)"),
+    timeout: float = typer.Option(1800, min=1, help="seconds to wait at most"),
+) -> None:
+    """Deploy bridges on the cloud: a server each in CP_ROOMS_OPERATIONS_AGENCY's project, configured by the
+    janus_bridge role, registered, then the rooms reconciled onto them. Adding capacity is adding bridges to the
+    catalogue and deploying them."""
+    with clikit.context() as ctx, clikit.engine_here_or_client(ctx):
+        codes = deploy.request(ctx, actor=clikit.actor(), count=count, credential=credential)
+        clikit.say(f"deploying {', '.join(codes)}")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            with transaction(ctx.sessions) as session:
+                states = {b.code: (b.state, b.address, b.last_error) for b in service.list_bridges(session)
+                          if b.code in codes}
+            if all(state != "deploying" for state, _a, _e in states.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    for code, (state, address, error) in states.items():
+        clikit.say(f"bridge {code}: {state}" + (f" at {address}" if address else "") + (f": {error}" if error else ""))
+    if any(state in ("deploying", "failed") for state, _a, _e in states.values()):
+        raise typer.Exit(clikit.FAILED)
+
+
+@bridges_app.command("reconcile")
+@clikit.reports()
+def bridges_reconcile(
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait for its report"),
+    timeout: float = typer.Option(300, min=1, help="seconds to wait at most"),
+) -> None:
+    """Reconcile the bridges and their rooms now: health, placement, missing rooms made, ours destroyed where they
+    no longer belong, unknown ones reported."""
+    with clikit.context() as ctx, clikit.engine_here_or_client(ctx):
+        reconcile_id = reconcile.request(ctx, actor=clikit.actor())
+        clikit.say(f"reconcile {reconcile_id} queued")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            with transaction(ctx.sessions) as session:
+                row = service.get_reconcile(session, reconcile_id=reconcile_id)
+                state, report = row.state, dict(row.report)
+            if state in ("succeeded", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    for line in report_lines(state, report):
+        clikit.say(line)
+    if state != "succeeded":
+        raise typer.Exit(clikit.FAILED)
+
+
+def report_lines(state: str, report: dict[str, Any]) -> list[str]:
+    lines = [f"reconcile {state}"]
+    for code, health in report.get("bridges", {}).items():
+        lines.append(f"  bridge {code}: {health}")
+    for key, title in (("moved", "moved"), ("unplaced", "unplaced (no bridge has room)"), ("created", "created"),
+                       ("destroyed", "destroyed"), ("unknown", "unknown rooms (not touched)"), ("errors", "errors")):
+        for item in report.get(key, []):
+            lines.append(f"  {title}: {item}")
+    return lines

@@ -356,3 +356,140 @@ def diff(kind: str, current: Mapping[str, Any], retired: Iterable[str], desired:
             changes.append(Change(kind, code, "restore" if code in retired_codes else "add"))
     changes.extend(Change(kind, code, "retire") for code in sorted(set(current) - set(wanted)))
     return changes
+
+
+# Probing -------------------------------------------------------------------------------------------------------
+
+PROBE_RESULTS = ("ok", "down", "error")
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What one probe of a room says: `result` ok (a 2xx), down (no answer, an ICMP error or a non-2xx answer: the
+    room is not there) or error (the prober could not ask: a refused target, a send failure); `state` the room's
+    state it implies (None: it says nothing about the room, which keeps its state)."""
+
+    result: str
+    state: str | None
+    text: str
+    rtt: float | None
+
+
+def probe_outcome(ok: bool, status: int | None, rtt: float | None, error: str | None) -> ProbeOutcome:
+    if ok:
+        return ProbeOutcome("ok", "up", f"{status} in {rtt * 1000:.1f} ms" if rtt is not None else str(status), rtt)
+    if status is not None:
+        return ProbeOutcome("down", "down", f"answered {status}", rtt)
+    if error == "timeout" or (error and "(ICMP)" in error):
+        return ProbeOutcome("down", "down", error, None)
+    return ProbeOutcome("error", None, f"not probed: {error}", None)
+
+
+def probe_window(period: float, timeout: float) -> float:
+    """The part of a probe period over which a cycle spreads its sends: what leaves time for the last answers and
+    the writing before the next cycle (half the period at most)."""
+    return max(0.0, min(period / 2, period - 2 * timeout))
+
+
+# Bridge rooms: where each room's persistent video room goes ----------------------------------------------------
+
+BRIDGE_ROOM_BASE = 100000  # Janus room numbers of catalogue rooms: base + the room's id (never Janus's 1234/5678)
+
+
+@dataclass(frozen=True)
+class BridgeSlots:
+    """A bridge as placement sees it: whether it takes rooms (up, in service) and how many it holds and may hold."""
+
+    code: str
+    healthy: bool
+    capacity: int
+    assigned: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    room: str
+    before: str | None  # the bridge it was on (None: none yet)
+    after: str | None  # the bridge it goes to (None: no bridge has room for it)
+
+
+def bridge_room_number(room_id: int) -> int:
+    return BRIDGE_ROOM_BASE + room_id
+
+
+def place(rooms: Sequence[tuple[str, str | None]], bridges: Sequence[BridgeSlots]) -> list[Placement]:
+    """Where each room (code, its bridge or None) that needs moving goes: a room on a healthy bridge stays; a room
+    with none, or on a bridge that is down or gone (drained), goes to the least-loaded healthy bridge with capacity
+    (load: assigned / capacity; ties by code), one at a time so that loads even out. Rooms in code order, so the same
+    input always gives the same plan."""
+    slots = {b.code: [b.assigned, b.capacity] for b in bridges if b.healthy}
+    moves = []
+    for room, current in sorted(rooms):
+        if current in slots:
+            continue
+        candidates = [(used / capacity, code) for code, (used, capacity) in slots.items() if used < capacity]
+        target = min(candidates)[1] if candidates else None
+        if target is not None:
+            slots[target][0] += 1
+        if target != current:
+            moves.append(Placement(room, current, target))
+    return moves
+
+
+# The bridge port's plain types ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BridgeInfo:
+    version: str
+    up: bool
+    # Seconds an idle session lives (0: forever); below 31 the HTTP API's own long polls would not keep it alive.
+    session_timeout: int = 0
+    # Whether the videoroom plugin is loaded (without it the bridge has no rooms to give).
+    videoroom: bool = False
+
+
+@dataclass(frozen=True)
+class BridgeRoom:
+    room: int
+    description: str
+    max_publishers: int
+    participants: int
+    pin_required: bool
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: int | str
+    display: str
+    publisher: bool
+    talking: bool
+
+
+@dataclass(frozen=True)
+class BridgeLoad:
+    rooms: int
+    participants: int
+
+
+@dataclass(frozen=True)
+class BridgeAddress:
+    """Where a bridge answers, and its admin secret (never logged: not in repr)."""
+
+    code: str
+    address: str
+    http_port: int
+    admin_port: int
+    admin_secret: str = ""
+
+    def __repr__(self) -> str:
+        return f"BridgeAddress({self.code!r}, {self.address!r}, {self.http_port}, {self.admin_port})"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.http_port}/janus"
+
+    @property
+    def admin_url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.admin_port}/admin"

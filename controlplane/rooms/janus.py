@@ -12,8 +12,8 @@ speaks Janus).
 - No retry loop beyond the session renewal: a step that calls the bridge runs in a durable workflow, which
   repeats it; an unreachable bridge fails fast, within `timeout`.
 
-The types (BridgeInfo, BridgeRoom, Participant, BridgeLoad) are plain data; the parse_* functions turn Janus's
-JSON into them and are pure.
+The types (BridgeInfo, BridgeRoom, Participant, BridgeLoad) and errors are the bridge port's
+(controlplane.rooms.domain, .errors); the parse_* functions turn Janus's JSON into them and are pure.
 """
 
 from __future__ import annotations
@@ -26,13 +26,20 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from controlplane.errors import AppError
+from controlplane.rooms.domain import BridgeInfo, BridgeLoad, BridgeRoom, Participant
+from controlplane.rooms.errors import (
+    BridgeAuthFailed,
+    BridgeError,
+    BridgeFailure,
+    BridgeUnreachable,
+    RoomExists,
+    RoomMissing,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,90 +58,6 @@ AUDIO_LEVEL_AVERAGE = 120
 AUDIO_ACTIVE_PACKETS = 100
 # The most of a reply read (a bridge with thousands of rooms still answers in far less).
 MAX_REPLY_BYTES = 16 * 1024 * 1024
-
-
-# -- errors ---------------------------------------------------------------------------------------------------------
-class BridgeFailure(AppError):
-    """Something went wrong with a bridge; the message names the bridge and the operation."""
-
-    status_code = 502
-    code = "bridge_failure"
-
-
-class BridgeUnreachable(BridgeFailure):
-    """The bridge did not answer: connection refused or reset, or no answer within the timeout."""
-
-    status_code = 503
-    code = "bridge_unreachable"
-
-
-class BridgeError(BridgeFailure):
-    """Janus answered with an error: `janus_code` and `reason` are Janus's (the HTTP status when it was no Janus
-    reply at all). `code` stays the control plane's error code, as on every AppError."""
-
-    code = "bridge_error"
-
-    def __init__(self, janus_code: int, reason: str, message: str | None = None) -> None:
-        super().__init__(message or f"Janus error {janus_code}: {reason}")
-        self.janus_code = janus_code
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:  # pickled (a durable step's failure) and read back whole
-        return type(self), (self.janus_code, self.reason, self.message)
-
-
-class BridgeAuthFailed(BridgeError):
-    """The bridge refused the secret (the admin secret, or an API secret the bridge wants): Janus error 403."""
-
-    code = "bridge_auth_failed"
-
-
-class RoomExists(BridgeError):
-    """There is already a room with that number on the bridge (Janus videoroom error 427)."""
-
-    status_code = 409
-    code = "bridge_room_exists"
-
-
-class RoomMissing(BridgeError):
-    """There is no room with that number on the bridge (Janus videoroom error 426)."""
-
-    status_code = 404
-    code = "bridge_room_missing"
-
-
-# -- plain types ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BridgeInfo:
-    version: str
-    up: bool
-    # Seconds an idle session lives (0: forever); below 31 the HTTP API's own long polls would not keep it alive.
-    session_timeout: int = 0
-    # Whether the videoroom plugin is loaded (without it the bridge has no rooms to give).
-    videoroom: bool = False
-
-
-@dataclass(frozen=True)
-class BridgeRoom:
-    room: int
-    description: str
-    max_publishers: int
-    participants: int
-    pin_required: bool
-
-
-@dataclass(frozen=True)
-class Participant:
-    id: int | str
-    display: str
-    publisher: bool
-    talking: bool
-
-
-@dataclass(frozen=True)
-class BridgeLoad:
-    rooms: int
-    participants: int
 
 
 # -- parsing (pure) -------------------------------------------------------------------------------------------------

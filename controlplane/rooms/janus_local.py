@@ -31,7 +31,8 @@ DEBIAN_CONFIG = Path("/etc/janus")
 DISABLED_TRANSPORTS = ("libjanus_websockets.so", "libjanus_mqtt.so", "libjanus_nanomsg.so", "libjanus_rabbitmq.so",
                        "libjanus_pfunix.so")
 DISABLED_PLUGINS = ("libjanus_streaming.so", "libjanus_sip.so", "libjanus_nosip.so", "libjanus_lua.so",
-                    "libjanus_duktape.so", "libjanus_voicemail.so", "libjanus_recordplay.so")
+                    "libjanus_duktape.so", "libjanus_voicemail.so", "libjanus_recordplay.so", "libjanus_audiobridge.so",
+                    "libjanus_textroom.so", "libjanus_echotest.so", "libjanus_videocall.so")
 # Never <= 30 s with the HTTP transport: its long poll, the keepalive of browsers, can be idle for 30 s.
 SESSION_TIMEOUT = 60
 

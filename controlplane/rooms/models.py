@@ -97,7 +97,9 @@ class Bridge(Base):
     server: Mapped[str] = mapped_column(String(63))
     rooms_capacity: Mapped[int] = mapped_column(Integer)
     participants_capacity: Mapped[int] = mapped_column(Integer)
-    address: Mapped[str | None] = mapped_column(String(45), default=None)  # known once deployed
+    address: Mapped[str | None] = mapped_column(String(45), default=None)  # known once deployed or registered
+    http_port: Mapped[int] = mapped_column(Integer, default=8088)
+    admin_port: Mapped[int] = mapped_column(Integer, default=7088)
     admin_secret_sealed: Mapped[str | None] = mapped_column(Text, default=None)
     state: Mapped[str] = mapped_column(String(16), default="unknown")  # unknown, up, down
     state_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -128,6 +130,21 @@ class BridgeRoom(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     bridge: Mapped[Bridge] = relationship(lazy="joined")
+
+
+class Reconcile(Base):
+    """One reconcile of the bridges and their rooms (on schedule or asked for by an operator): what it found and
+    did. Its id is its workflow's."""
+
+    __tablename__ = "vc_reconciles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule, operator
+    actor: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued, running, succeeded, failed
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class CatalogueSync(Base):

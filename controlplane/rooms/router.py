@@ -3,19 +3,29 @@ bridges, the catalogue's sync and taking rooms out of service. Everyone reads; o
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi.responses import StreamingResponse
 
 from controlplane.auth.deps import Ctx, DbSession, require
 from controlplane.auth.roles import Permission, Principal
-from controlplane.http_api import errors
-from controlplane.rooms import service
+from controlplane.context import AppContext
+from controlplane.db import transaction
+from controlplane.event_stream import BATCH, event_stream
+from controlplane.http_api import MAX_ID, After, errors
+from controlplane.rooms import deploy, reconcile, service
 from controlplane.rooms.domain import REGIONS, SITE_KINDS
-from controlplane.rooms.models import Bridge, Room, RoomEvent, Site
+from controlplane.rooms.models import Bridge, Reconcile, Room, RoomEvent, Site
 from controlplane.rooms.schemas import (
+    BridgeEndpointIn,
     BridgeRead,
+    DeployAccepted,
+    DeployIn,
     OutOfService,
+    ReconcileRead,
+    RoomChange,
     RoomDetail,
     RoomEventRead,
     RoomRead,
@@ -23,6 +33,7 @@ from controlplane.rooms.schemas import (
     SiteRead,
     SyncResult,
 )
+from controlplane.secrets import secret_box
 
 RoomsReader = Annotated[Principal, Depends(require(Permission.ROOMS_READ))]
 RoomsWriter = Annotated[Principal, Depends(require(Permission.ROOMS_WRITE))]
@@ -73,6 +84,37 @@ def list_rooms(*, _: RoomsReader, session: DbSession, site: Code | None = None,
     """The rooms in service (or, `retired=true`, those that left the catalogue) with their live state."""
     return [room_read(r) for r in service.list_rooms(session, site=site, agency=agency, region=region, state=state,
                                                      retired=retired)]
+
+
+@router.get("/rooms/changes/stream", response_class=StreamingResponse,
+            summary="Rooms' state and service changes as Server-Sent Events (`room-change`), as they happen",
+            responses={200: {"content": {"text/event-stream": {}}}})
+def stream_room_changes(*, _: RoomsReader, ctx: Ctx, after: After | None = None,
+                        last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None) -> Response:
+    """From `after` (an event id; default: from now on), or from Last-Event-ID when a client reconnects."""
+    start = last_event_id if last_event_id is not None else after
+    return room_change_stream(ctx, start)
+
+
+def room_change_stream(ctx: AppContext, after: int | None) -> Response:
+    """SSE of the rooms' state and service changes after the event id `after` (None: from now on). It ends after
+    CP_ROOMS_STREAM_SECONDS with an `end` event; a client (EventSource does by itself) reconnects with
+    Last-Event-ID and misses nothing."""
+    if after is None:
+        with transaction(ctx.sessions) as session:
+            after = service.last_event_id(session)
+    deadline = time.monotonic() + ctx.settings.rooms_stream_seconds
+
+    def read(last: int) -> tuple[list[RoomChange], bool]:
+        with transaction(ctx.sessions) as session:
+            return [RoomChange(id=event.id, at=event.at, room=room.code, site=room.site.code, kind=event.kind,
+                               before=event.before, after=event.after, state=service.room_state(room),
+                               detail=event.detail)
+                    for event, room in service.state_changes(session, after=last, limit=BATCH)], \
+                time.monotonic() > deadline
+
+    return event_stream(read, after=after, event="room-change", cursor=lambda change: change.id,
+                        finished=lambda expired: expired, end=lambda _expired: {"reconnect": True})
 
 
 @router.get("/rooms/{code}", response_model=RoomDetail)
@@ -134,3 +176,50 @@ def sync_catalogue(*, principal: RoomsWriter, session: DbSession, ctx: Ctx,
     return SyncResult(digest=digest, applied=not dry_run, sites=len(catalogue.sites), rooms=len(catalogue.rooms),
                       bridges=len(catalogue.bridges), changes=[str(c) for c in changes],
                       summary=service.summary(changes))
+
+
+@router.put("/bridges/{code}/endpoint", response_model=BridgeRead,
+            responses=errors(409, s409="the bridge is retired"))
+def register_bridge(*, code: str, data: BridgeEndpointIn, principal: RoomsWriter, session: DbSession,
+                    ctx: Ctx) -> BridgeRead:
+    """Say where a catalogue bridge answers (an address inside the allowed networks) and its admin secret, which is
+    sealed and never returned (`controlplane bridges deploy` does this for the bridges it makes). Audited."""
+    bridge = service.register_bridge(session, clock=ctx.clock, actor=principal, box=secret_box(ctx.settings),
+                                     settings=ctx.settings, code=code, address=data.address,
+                                     http_port=data.http_port, admin_port=data.admin_port,
+                                     admin_secret=data.admin_secret)
+    return bridge_read(bridge)
+
+
+@router.post("/bridges/deploy", response_model=DeployAccepted, status_code=202,
+             responses=errors(409, 503, s409="too few bridges to deploy, or the operations agency has no project",
+                              s503="the durable engine is not running in this server"))
+def deploy_bridges(*, data: DeployIn, principal: RoomsWriter, ctx: Ctx) -> DeployAccepted:
+    """Deploy `count` bridges of the catalogue on the cloud (servers in the VC operations agency's project,
+    configured by the janus_bridge role, registered, then reconciled): durable work, followed at GET /bridges."""
+    return DeployAccepted(bridges=deploy.request(ctx, actor=principal, count=data.count, credential=data.credential))
+
+
+def reconcile_read(row: Reconcile) -> ReconcileRead:
+    return ReconcileRead(id=row.id, trigger=row.trigger, actor=row.actor, state=row.state,
+                         requested_at=row.requested_at, finished_at=row.finished_at, report=row.report)
+
+
+@router.post("/reconcile", response_model=ReconcileRead, status_code=202,
+             responses=errors(503, s503="the durable engine is not running in this server"))
+def request_reconcile(*, principal: RoomsWriter, session: DbSession, ctx: Ctx) -> ReconcileRead:
+    """Reconcile the bridges and their rooms now (durable work; follow it at `GET /reconcile/{id}`)."""
+    reconcile_id = reconcile.request(ctx, actor=principal)
+    return reconcile_read(service.get_reconcile(session, reconcile_id=reconcile_id))
+
+
+@router.get("/reconcile", response_model=list[ReconcileRead])
+def list_reconciles(*, _: RoomsReader, session: DbSession) -> list[ReconcileRead]:
+    """The latest reconciles, newest first, with their reports."""
+    return [reconcile_read(r) for r in service.list_reconciles(session)]
+
+
+@router.get("/reconcile/{reconcile_id}", response_model=ReconcileRead)
+def get_reconcile(*, reconcile_id: Annotated[str, Path(max_length=64)], _: RoomsReader,
+                  session: DbSession) -> ReconcileRead:
+    return reconcile_read(service.get_reconcile(session, reconcile_id=reconcile_id))

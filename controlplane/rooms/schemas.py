@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -35,9 +36,10 @@ class RoomRead(BaseModel):
     state: str = Field(description="up, down, unknown (not probed yet) or out_of_service")
     probe_state: str = Field(description="what the probes last said: up, down or unknown")
     state_since: datetime | None
-    last_probe_at: datetime | None
-    last_rtt_ms: float | None
-    last_result: str
+    # Of the probe that set the state: probes that change nothing are not written (the metrics have each cycle).
+    last_probe_at: datetime | None = Field(description="when the probe that set the state ran")
+    last_rtt_ms: float | None = Field(description="that probe's round trip")
+    last_result: str = Field(description="that probe's answer, e.g. '200 in 0.6 ms', 'timeout'")
     out_of_service: OutOfService | None
     retired_at: datetime | None
 
@@ -49,6 +51,20 @@ class RoomEventRead(BaseModel):
     after: str
     detail: str
     actor: str
+
+
+class RoomChange(BaseModel):
+    """A room's state or service change, as the live pages and `rooms/changes/stream` send it."""
+
+    id: int
+    at: datetime
+    room: str
+    site: str
+    kind: str
+    before: str
+    after: str
+    state: str = Field(description="the room's state as shown now: up, down, unknown or out_of_service")
+    detail: str
 
 
 class RoomDetail(RoomRead):
@@ -95,3 +111,31 @@ class SyncResult(BaseModel):
 
 class ServiceIn(Input):
     reason: str = Field(min_length=1, max_length=300, description="why the room is out of service")
+
+
+class BridgeEndpointIn(Input):
+    """Where a catalogue bridge answers, and its admin secret (write-only: never returned)."""
+
+    address: str = Field(min_length=2, max_length=45, description="an IP address inside CP_ROOMS_ALLOWED_NETWORKS")
+    http_port: int = Field(default=8088, ge=1, le=65535)
+    admin_port: int = Field(default=7088, ge=1, le=65535)
+    admin_secret: str = Field(min_length=16, max_length=200, repr=False)
+
+
+class ReconcileRead(BaseModel):
+    id: str
+    trigger: str
+    actor: str
+    state: str = Field(description="queued, running, succeeded or failed")
+    requested_at: datetime
+    finished_at: datetime | None
+    report: dict[str, Any]
+
+
+class DeployIn(Input):
+    count: int = Field(ge=1, le=50, description="how many of the catalogue's bridges not deployed yet to deploy")
+    credential: str = Field(min_length=1, max_length=64, description="the SSH credential the servers' key matches")
+
+
+class DeployAccepted(BaseModel):
+    bridges: list[str] = Field(description="the bridges being deployed (follow them at GET /bridges)")

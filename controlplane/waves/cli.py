@@ -45,28 +45,6 @@ def _details(details: list[dict[str, Any]]) -> Iterator[str]:
     return clikit.detail_lines(details[1:])
 
 
-@contextmanager
-def _workflows(ctx: AppContext) -> Iterator[bool]:
-    """The engine here (True) or a client of the server's (False), for the commands that start work."""
-    from controlplane.workflows import EngineBusy, WorkflowClient
-
-    try:
-        engine = start_engine(ctx)
-    except EngineBusy:
-        client = WorkflowClient(ctx.settings.effective_workflows_database_url)
-        ctx.workflows = client
-        try:
-            yield False
-        finally:
-            ctx.workflows = None
-            client.stop()
-        return
-    try:
-        yield True
-    finally:
-        stop_engine(ctx, engine)
-
-
 def _read(ctx: AppContext, wave_id: int) -> WaveRead:
     with transaction(ctx.sessions) as session:
         return service.wave_read(session, service.get_wave(session, viewer=clikit.actor(), wave_id=wave_id),
@@ -211,7 +189,7 @@ def waves_run(
                                                       "the wave is at rest"),
 ) -> None:
     """Start every pending migration of the wave."""
-    with clikit.context() as ctx, _workflows(ctx) as here:
+    with clikit.context() as ctx, clikit.engine_here_or_client(ctx) as here:
         with transaction(ctx.sessions) as session:
             wave = service.get_wave(session, viewer=clikit.actor(), wave_id=wave_id)
             queued = [(m.id, str(m.workflow_id), m.agency.code)
@@ -227,7 +205,8 @@ def _control(wave_id: int, control: Control, systems: list[str], every: bool, fr
              force_window: str | None = None, confirm_writes: bool = False) -> None:
     actor = clikit.actor()
     queueing = control in (Control.RESUME, Control.RETRY, Control.APPROVE, Control.ROLLBACK)
-    with clikit.reporting(_details), clikit.context() as ctx, _workflows(ctx) if queueing else _nothing() as here:
+    with (clikit.reporting(_details), clikit.context() as ctx,
+          clikit.engine_here_or_client(ctx) if queueing else _nothing() as here):
         submitted: list[tuple[str, str, str, str | None]] = []
         with transaction(ctx.sessions) as session:
             wave = service.get_wave(session, viewer=actor, wave_id=wave_id)

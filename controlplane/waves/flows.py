@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ from controlplane.automation.domain import JobStatus
 from controlplane.automation.schemas import JobHostIn, JobIn
 from controlplane.cloud import flows as cloud_flows
 from controlplane.cloud import service as cloud_service
-from controlplane.cloud.domain import AgencyCredential, ServerInfo, ServerSpec
+from controlplane.cloud.domain import ServerSpec
 from controlplane.cloud.errors import CloudUnavailable
 from controlplane.context import AppContext
 from controlplane.db import transaction
@@ -62,17 +62,6 @@ class StepFailed(Exception):
 
 class StepCanceled(Exception):
     """The operator canceled the migration while the step ran."""
-
-
-class AgencyCloud(Protocol):
-    """The part of the cloud gateway a migration uses, as the agency's own user."""
-
-    def close(self) -> None: ...
-    def create_server(self, spec: ServerSpec, *, timeout: float = 300) -> ServerInfo: ...
-    def find_server(self, owner: str) -> ServerInfo | None: ...
-    def delete_server(self, server_id: str, *, timeout: float = 120) -> None: ...
-    def list_servers(self, *, project_id: str | None = None) -> list[ServerInfo]: ...
-    def list_ports(self, *, device_ids: list[str]) -> list[dict[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -306,22 +295,14 @@ def running_job(session: Session, *, migration_id: str) -> str | None:
 
 
 @contextmanager
-def agency_cloud(ctx: AppContext, *, agency_id: int, cloud: str) -> Iterator[tuple[AgencyCloud, Any]]:
-    """A gateway acting as the agency's own user in its project, and the agency's onboarding spec."""
-    with transaction(ctx.sessions) as session:
-        tenancy = cloud_service.find_tenancy(session, agency_id=agency_id, cloud=cloud)
-        if tenancy is None:
-            raise StepFailed(f"the agency is not onboarded on cloud {cloud}: apply its cloud spec first")
-        credential: AgencyCredential | None = cloud_service.agency_credential(tenancy, box=secret_box(ctx.settings))
-        spec = cloud_service.spec_of(tenancy)
-    if credential is None:
-        raise StepFailed(f"the agency's project on {cloud} is not applied yet (no service user): apply it first")
-    with ctx.cloud.dedicated() as admin:
-        gateway: AgencyCloud = admin.for_agency(credential)  # type: ignore[attr-defined]
+def agency_cloud(ctx: AppContext, *, agency_id: int, cloud: str) -> Iterator[tuple[cloud_flows.AgencyCloud, Any]]:
+    """The agency's own gateway and onboarding spec (cloud_flows.agency_cloud); an agency not onboarded or not
+    applied fails the step."""
     try:
-        yield gateway, spec
-    finally:
-        gateway.close()
+        with cloud_flows.agency_cloud(ctx, agency_id=agency_id, cloud=cloud) as pair:
+            yield pair
+    except cloud_flows.NotOnboarded as exc:  # raised before the body runs
+        raise StepFailed(exc.message) from None
 
 
 def precheck(ctx: AppContext, migration_id: str, run_id: int) -> dict[str, Any]:
@@ -517,7 +498,7 @@ def _known_server_ids(session: Session, migration: Migration) -> list[str]:
     return sorted(ids)
 
 
-def leftovers(gateway: AgencyCloud, *, migration_id: str, server_ids: list[str]) -> dict[str, list[str]]:
+def leftovers(gateway: cloud_flows.AgencyCloud, *, migration_id: str, server_ids: list[str]) -> dict[str, list[str]]:
     """Servers tagged as the migration's and ports of its servers still in the agency's project."""
     prefix = owner_tag(migration_id, "")
     servers = [f"{s.name} ({s.id})" for s in gateway.list_servers() if (s.owner or "").startswith(prefix)]

@@ -82,7 +82,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         for username, role, agency in (("st-admin", Role.ADMIN, None), ("st-mois", Role.MINISTRY, "MOIS")):
             auth_service.create_user(session, clock=clock, actor="test", data=UserCreate(
                 username=username, password="schemathesis-pass-1", role=role, agency_code=agency))
-    app = create_app(Settings(env="test", database_url=url, data_dir=work, workflows=False, cloud=""), clock=clock)
+    # The rooms' live stream ends after rooms_stream_seconds (and its client reconnects): a second here.
+    app = create_app(Settings(env="test", database_url=url, data_dir=work, workflows=False, cloud="",
+                              rooms_stream_seconds=1), clock=clock)
     yield Api(app, sessions, clock)
     engine.dispose()
 

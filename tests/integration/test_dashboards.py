@@ -30,6 +30,7 @@ from controlplane.cloud.metrics import CloudCollector
 from controlplane.compliance.metrics import ComplianceCollector, ComplianceSnapshot
 from controlplane.config import Settings
 from controlplane.migrations import upgrade
+from controlplane.rooms.metrics import BridgeFigures, RoomMetrics, RoomsSnapshot
 from controlplane.waves.metrics import MigrationMetrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +156,7 @@ def dashboard(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def test_there_are_dashboards() -> None:
-    assert [path.name for path in DASHBOARDS] == ["cloud.json", "compliance.json"]
+    assert [path.name for path in DASHBOARDS] == ["cloud.json", "compliance.json", "vc_network.json"]
 
 
 def test_dashboard_is_valid_dashboard_json(dashboard: dict[str, Any]) -> None:
@@ -254,6 +255,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> frozenset[str]:
         migrations = metrics.of(MigrationMetrics)
         migrations.step_finished("provision", "succeeded", 30.0)
         migrations.in_flight.labels("agency", "MOIS").set(1)
+        rooms = metrics.of(RoomMetrics)
+        rooms.update(RoomsSnapshot(rooms={("sejong-complex", "MOIS", "down"): 1}, unplaced=0, refreshed=True,
+                                   bridges=(BridgeFigures("bridge-sejong-1", True, 1, 10, 2, 100),)))
+        rooms.probe_rtt.labels("sejong-complex").observe(0.002)
 
         names: set[str] = set()
         families = list(metrics.registry.collect())

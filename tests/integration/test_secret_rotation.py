@@ -16,6 +16,7 @@ from controlplane.automation.models import Credential, Job
 from controlplane.cloud.models import CloudTenancy
 from controlplane.db import Base, transaction
 from controlplane.inventory.models import AgencySystem
+from controlplane.rooms.models import Bridge, BridgeRoom, Room, Site
 from controlplane.secrets import SecretBox, SecretError
 from controlplane.waves.models import Migration, Wave
 
@@ -25,7 +26,10 @@ STRANGER = "a-key-nobody-configured-" + "s" * 20
 COLUMNS = {"cloud_tenancies.service_password_sealed": "svc-password-9",
            "automation_credentials.private_key_sealed": "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n",
            "automation_jobs.secrets_sealed": '{"db_password": "hunter2-hunter2"}',
-           "migrations.secrets_sealed": "generated-db-owner-password"}
+           "migrations.secrets_sealed": "generated-db-owner-password",
+           "vc_bridges.admin_secret_sealed": "janus-admin-secret-123",
+           "vc_bridge_rooms.secret_sealed": "room-secret-456",
+           "vc_bridge_rooms.pin_sealed": "123456"}
 
 
 def _stored(sessions: sessionmaker[Session]) -> dict[str, str]:
@@ -33,7 +37,10 @@ def _stored(sessions: sessionmaker[Session]) -> dict[str, str]:
     columns = {"cloud_tenancies.service_password_sealed": CloudTenancy.service_password_sealed,
                "automation_credentials.private_key_sealed": Credential.private_key_sealed,
                "automation_jobs.secrets_sealed": Job.secrets_sealed,
-               "migrations.secrets_sealed": Migration.secrets_sealed}
+               "migrations.secrets_sealed": Migration.secrets_sealed,
+               "vc_bridges.admin_secret_sealed": Bridge.admin_secret_sealed,
+               "vc_bridge_rooms.secret_sealed": BridgeRoom.secret_sealed,
+               "vc_bridge_rooms.pin_sealed": BridgeRoom.pin_sealed}
     with transaction(sessions) as s:
         return {name: s.scalars(select(column)).one() for name, column in columns.items()}
 
@@ -71,6 +78,21 @@ def sealed(sessions: sessionmaker[Session], clock: Any) -> Callable[..., None]:
             s.add(Migration(id="mig-1", wave_id=wave.id, system_id=system.id, agency_id=agency.id, position=0,
                             state="pending", plan={}, secrets_sealed=seal("migrations.secrets_sealed"),
                             created_at=now))
+            site = Site(code="sejong", name="세종", kind="complex", region="sejong", address="x", created_at=now,
+                        updated_at=now)
+            s.add(site)
+            s.flush()
+            bridge = Bridge(code="bridge-1", site_id=site.id, server="vc-bridge-1", rooms_capacity=10,
+                            participants_capacity=40, admin_secret_sealed=seal("vc_bridges.admin_secret_sealed"),
+                            created_at=now, updated_at=now)
+            room = Room(code="room-1", name="r", site_id=site.id, agency_id=agency.id, building="1", floor=1,
+                        capacity=4, equipment=[], sip_uri="sip:room-1@vc", address="10.0.0.5", port=5060,
+                        protocol="sip", created_at=now, updated_at=now)
+            s.add_all([bridge, room])
+            s.flush()
+            s.add(BridgeRoom(room_id=room.id, bridge_id=bridge.id, number=100001,
+                             secret_sealed=seal("vc_bridge_rooms.secret_sealed"),
+                             pin_sealed=seal("vc_bridge_rooms.pin_sealed"), created_at=now, updated_at=now))
 
     return seed
 
@@ -108,7 +130,7 @@ def test_values_sealed_under_the_old_key_open_with_the_new_key_alone_after_rotat
     assert result.exit_code == 0, result.output
     for column in COLUMNS:
         assert f"{column}: 1 re-sealed, 0 already under the current key" in result.output
-    assert "re-sealed 4 value(s)" in result.output
+    assert f"re-sealed {len(COLUMNS)} value(s)" in result.output
 
     after = _stored(sessions)
     only_new, only_old = SecretBox(NEW), SecretBox(OLD)

@@ -210,11 +210,11 @@ def test_read_only_roles_are_refused_every_write(client, admin, login, sessions,
 @pytest.mark.parametrize("role", ["auditor", "operator"])
 def test_read_only_roles_are_refused_on_every_mutating_route(client, admin, login, role):
     """The auditor writes nothing; the operator writes only on the cloud (onboarding), runs jobs with its
-    credentials, keeps the system inventory and runs waves of migrations, nothing else. A migration plan is posted
-    but never stored: a read."""
+    credentials, keeps the system inventory, runs waves of migrations and runs the VC network, nothing else. A
+    migration plan is posted but never stored: a read."""
     headers = login(f"ro-{role}", role)
     operators = ("/api/v1/cloud/", "/api/v1/jobs", "/api/v1/credentials/", "/api/v1/systems/", "/api/v1/waves",
-                 "/api/v1/migrations/")
+                 "/api/v1/migrations/", "/api/v1/vc/")
     reads = ("/api/v1/plans",)
     mutating = [(m, t, p) for m, t, p in _api_routes(client.app)
                 if m in MUTATING and not _is_public(t) and not t.startswith("/api/v1/auth/") and t not in reads

@@ -1,8 +1,8 @@
-"""the VC network: sites, rooms, their events, bridges, bridge rooms, catalogue syncs
+"""the VC network: sites, rooms, their events, bridges, bridge rooms, reconciles, catalogue syncs
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-06 18:30:26.388058
+Create Date: 2026-12-06 18:39:34.730204
 """
 
 from collections.abc import Sequence
@@ -29,6 +29,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('vc_catalogue_syncs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vc_catalogue_syncs_at'), ['at'], unique=False)
+
+    op.create_table('vc_reconciles',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('trigger', sa.String(length=16), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('requested_at', controlplane.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', controlplane.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('report', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_vc_reconciles'))
+    )
+    with op.batch_alter_table('vc_reconciles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_vc_reconciles_requested_at'), ['requested_at'], unique=False)
 
     op.create_table('vc_sites',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -57,6 +70,8 @@ def upgrade() -> None:
     sa.Column('rooms_capacity', sa.Integer(), nullable=False),
     sa.Column('participants_capacity', sa.Integer(), nullable=False),
     sa.Column('address', sa.String(length=45), nullable=True),
+    sa.Column('http_port', sa.Integer(), nullable=False),
+    sa.Column('admin_port', sa.Integer(), nullable=False),
     sa.Column('admin_secret_sealed', sa.Text(), nullable=True),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('state_since', controlplane.db.UTCDateTime(timezone=True), nullable=True),
@@ -166,6 +181,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_vc_sites_region'))
 
     op.drop_table('vc_sites')
+    with op.batch_alter_table('vc_reconciles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_vc_reconciles_requested_at'))
+
+    op.drop_table('vc_reconciles')
     with op.batch_alter_table('vc_catalogue_syncs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_vc_catalogue_syncs_at'))
 
