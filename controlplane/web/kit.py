@@ -298,8 +298,11 @@ def _nav(viewer: Viewer | None, path: str, t: Translator) -> list[NavGroup]:
         if principal.scoped and principal.agency_code:
             ministries.append(item(f"/ministries/{principal.agency_code}", "nav.my_ministry"))
         ministries.append(item("/ministries", "nav.ministry_status"))
+    vc = [item(href, key) for href, key in (("/vc/rooms", "nav.vc_rooms"), ("/vc/sites", "nav.vc_sites"),
+                                            ("/vc/centres", "nav.vc_centres"), ("/vc/bridges", "nav.vc_bridges"))
+          if principal.has(Permission.ROOMS_READ)]
     groups = [NavGroup("infra", t("nav.infra"), infra), NavGroup("meetings", t("nav.meetings"), meetings),
-              NavGroup("ministries", t("nav.ministries"), ministries)]
+              NavGroup("ministries", t("nav.ministries"), ministries), NavGroup("vc", t("nav.vc"), vc)]
     return [g for g in groups if g.links]
 
 

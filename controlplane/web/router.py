@@ -13,11 +13,12 @@ from controlplane.automation.pages import router as automation_pages
 from controlplane.cloud.pages import router as cloud_pages
 from controlplane.compliance.pages import router as compliance_pages
 from controlplane.inventory.pages import router as inventory_pages
+from controlplane.rooms.pages import router as rooms_pages
 from controlplane.waves.pages import router as waves_pages
 from controlplane.web import kit
 
 PAGES: tuple[APIRouter, ...] = (auth_pages, compliance_pages, cloud_pages, automation_pages, inventory_pages,
-                                waves_pages)
+                                waves_pages, rooms_pages)
 
 
 def mount_web(app: FastAPI) -> None:
