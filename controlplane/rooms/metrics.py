@@ -62,6 +62,11 @@ class RoomMetrics(Collector):
         with self._lock:
             self._snapshot = snapshot
 
+    @property
+    def snapshot(self) -> RoomsSnapshot:
+        with self._lock:
+            return self._snapshot
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             snap = self._snapshot
