@@ -60,9 +60,10 @@ class Settings(BaseSettings):
     trusted_proxy_header: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9-]*$")
     trusted_proxies: str = ""
     # The VC network: its catalogue's directory (rooms/ of the project), the networks room endpoints and bridges
-    # may be in (comma-separated CIDRs: the prober sends to nothing else), and the probes' cycle and timeout.
+    # may be in (comma-separated CIDRs: the prober sends to nothing else; by default this machine only, where the
+    # seed catalogue's endpoints are: set it to the VC network's), and the probes' cycle and timeout.
     rooms_catalogue_dir: Path = REPO_ROOT / "rooms"
-    rooms_allowed_networks: str = "10.0.0.0/8"
+    rooms_allowed_networks: str = "127.0.0.0/8"
     rooms_probe_seconds: float = Field(default=60.0, ge=1, le=3600)
     rooms_probe_timeout: float = Field(default=2.0, gt=0, le=30)
     # How often the bridges and their rooms are reconciled (and how long a bridge may take to answer).

@@ -26,7 +26,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,8 @@ class Estate:
     admin: Callable[[], Any]  # the dev cloud admin's gateway
     waves: dict[str, int]
     kills: list[str]
+    # Each migration's servers as the cloud listed them once all were made (before nova-api's outage began).
+    owned: dict[str, list[Any]] = field(default_factory=dict)
 
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.server.url}/api/v1{path}", headers=self.headers, timeout=30)
@@ -309,8 +311,10 @@ def outage(devcloud: Any) -> Iterator[Outage]:
 
 
 @pytest.fixture(scope="module")
-def waves(estate: Estate, timings: list[str]) -> Estate:
-    """Both waves made and run; the server killed during provision, then during configure, and restarted."""
+def waves(estate: Estate, outage: Outage, timings: list[str]) -> Estate:
+    """Both waves made and run; the server killed during provision, then during configure, and restarted. Once
+    every server is made, nova-api goes down (what is left, configure and verify, does not need it; wave 2's retry
+    waits for it) and stays down until wave 2's test has seen that."""
     imported = httpx.post(f"{estate.server.url}/api/v1/systems/import", headers=estate.headers,
                           files={"file": ("systems.yaml", _systems(estate.agency).encode())})
     assert imported.status_code == 200, imported.text
@@ -342,6 +346,11 @@ def waves(estate: Estate, timings: list[str]) -> Estate:
         estate.kills.append(step)
         estate.server.start()
 
+    migrations = [m["id"] for name in estate.waves for m in estate.wave(name)["migrations"]]
+    estate.wait(lambda: all(("provision", "succeeded") in _step_runs(m) for name in estate.waves
+                            for m in estate.wave(name)["migrations"]), "every server made")
+    estate.owned = {migration_id: _owned(estate, migration_id) for migration_id in migrations}
+    outage.begin()
     estate.wait(lambda: all(estate.resting(name) for name in estate.waves), "both waves at rest")
     timings.append(f"migration waves: 5 systems to the approval gate (2 crashes) in {time.monotonic() - started:.0f} s")
     return estate
@@ -364,7 +373,7 @@ def test_a_crash_in_the_middle_resumes_every_migration_without_repeating_or_twin
             runs = _step_runs(migration)
             done = [step for step, state in runs if state == "succeeded"]
             assert len(done) == len(set(done)), (migration["system"], runs)  # no step done twice
-            servers = _owned(estate, migration["id"])
+            servers = estate.owned[migration["id"]]  # listed before nova-api's outage
             assert sorted(s.name for s in servers) == sorted(migration["servers"]), (migration["system"], servers)
             assert len(servers) == 1  # one per planned server: no twin
     interrupted = [(m["system"], step) for name in estate.waves for m in estate.wave(name)["migrations"]
@@ -390,7 +399,7 @@ def test_a_wave_of_three_dependent_systems_migrates_end_to_end(waves: Estate, ou
         data_checks = [c for c in checks if c["role"] == "data_migration"]
         assert data_checks and {c["outcome"] for c in data_checks} == {"passed"}, checks
         assert {c["role"] for c in checks} >= {"base", "postgresql", "data_migration"}
-    outage.begin()  # the cloud goes down mid-wave: cutover and retire do not need it; wave 2's retry waits for it
+    assert outage.began is not None  # nova-api is down: cutover and retire do not need it
     started = time.monotonic()
     for system in ("m-app", "m-rpt", "m-db"):
         estate.post(f"/migrations/{estate.migration('wave-1', system)['id']}/approve")
@@ -428,7 +437,7 @@ def test_a_configure_failure_stops_that_system_only_and_a_retry_finishes_it(wave
     # the cause is fixed: the WAR on the control plane is the one its checksum names again
     (estate.files / "c-app.war").write_bytes((estate.files / "minwon.war").read_bytes())
     # retried from provision while nova-api is down: the step waits for the cloud, holding no queue slot
-    assert outage.began is not None, "wave 1's test stops nova-api first"
+    assert outage.began is not None, "the waves fixture stops nova-api once every server is made"
     estate.post(f"/migrations/{failed['id']}/retry", json={"from_step": "provision"})
     estate.wait(lambda: estate.migration("wave-2", "c-app")["waiting_for"].startswith("waiting for the cloud"),
                 "c-app waiting for the cloud")

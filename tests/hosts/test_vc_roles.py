@@ -33,7 +33,9 @@ import psutil
 import pytest
 from fleet import Host
 
+from controlplane.rooms.domain import probe_outcome
 from controlplane.rooms.janus import BridgeAuthFailed, BridgeUnreachable, JanusBridge
+from controlplane.rooms.sip_probe import ProbeTarget, probe_once
 
 pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
 T = TypeVar("T")
@@ -486,6 +488,14 @@ def test_a_room_endpoint_registers_and_is_probed_through_the_registrar(vc: VcHos
         assert foreign.status == 403, foreign
         timings.append(f"VC roles: sipp REGISTER {registered * 1000:.0f} ms (with sipp's start), OPTIONS through "
                        f"Kamailio to the endpoint {probed * 1000:.1f} ms")
+
+        # The product's prober, through the registrar: the registered room is up; once its endpoint stops, down.
+        target = ProbeTarget(room, vc.address, SIP_PORT, f"sip:{room}@{DOMAIN}")
+        up = probe_once(target, timeout=3, local_address=vc.gateway)
+        assert probe_outcome(up.ok, up.status, up.rtt, up.error).state == "up", up
+        endpoint.stop()
+        down = probe_once(target, timeout=3, local_address=vc.gateway)
+        assert probe_outcome(down.ok, down.status, down.rtt, down.error).state == "down", down
     finally:
         for sipp in (register, endpoint):
             if sipp is not None:

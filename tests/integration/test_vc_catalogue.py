@@ -138,7 +138,7 @@ BAD_FILES = {
     "duplicate": ("""version: 1
 rooms:
 - {code: seoul-1-100, name: again, site: seoul-complex, agency: MOIS, building: b, floor: 1, capacity: 4,
-   endpoint: {uri: "sip:dup@vc.korea.kr", address: 10.1.1.1}}
+   endpoint: {uri: "sip:dup@vc.korea.kr", address: 127.1.1.1}}
 """, "zz-bad.yml", 3, "rooms[0].code", "duplicate code 'seoul-1-100' (first at rooms/rooms/seoul-complex.yml:"),
     "unknown site": ("""version: 1
 rooms:
@@ -149,7 +149,7 @@ rooms:
   building: b
   floor: 1
   capacity: 4
-  endpoint: {uri: "sip:nowhere-1@vc.korea.kr", address: 10.1.1.2}
+  endpoint: {uri: "sip:nowhere-1@vc.korea.kr", address: 127.1.1.2}
 """, "zz-bad.yml", 5, "rooms[0].site", "unknown site 'atlantis'"),
     "bad address": ("""version: 1
 rooms:
@@ -174,7 +174,7 @@ rooms:
   floor: 1
   capacity: 4
   endpoint: {uri: "sip:nowhere-3@vc.korea.kr", address: 169.254.169.254}
-""", "zz-bad.yml", 10, "rooms[0].endpoint.address", "169.254.169.254 is outside the allowed networks (10.0.0.0/8"),
+""", "zz-bad.yml", 10, "rooms[0].endpoint.address", "169.254.169.254 is outside the allowed networks (127.0.0.0/8"),
     "alias": ("""version: 1
 sites:
 - &s {code: x-site, name: x, kind: complex, region: seoul, address: x}
@@ -189,7 +189,7 @@ rooms:
   building: b
   floor: 1
   capacity: 4
-  endpoint: {uri: "sip:nowhere-4@vc.korea.kr", address: 10.1.1.4}
+  endpoint: {uri: "sip:nowhere-4@vc.korea.kr", address: 127.1.1.4}
 """, "zz-bad.yml", 6, "rooms[0].agency", "unknown agency 'NOPE'"),
     "not yaml": ("version: 1\nrooms: [\n", "zz-bad.yml", 3, "file", "not valid YAML"),
     "wrong version": ("version: 2\nsites: []\n", "zz-bad.yml", 1, "version", "must be 1"),

@@ -41,7 +41,7 @@ def _room(code: str, site: str, agency: str, host: int, name: str | None = None)
   floor: 3
   capacity: 12
   equipment: [codec, camera, display]
-  endpoint: {{uri: "sip:{code}@vc.test", address: 10.1.0.{host}, port: 5060}}
+  endpoint: {{uri: "sip:{code}@vc.test", address: 127.1.0.{host}, port: 5060}}
   owner: 영상회의 담당
 """
 
@@ -181,7 +181,7 @@ def test_a_room_page_shows_where_it_is_its_probe_and_its_history(client: TestCli
     assert page.find("span", id="room-state", data_state="up")
     assert "시험 청사" in page.text("room-facts") and "세종특별자치시" in page.text("room-facts")
     assert "본관 3층" in page.text("room-facts") and "코덱, 카메라, 디스플레이" in page.text("room-facts")
-    assert "sip:room-a@vc.test" in page.text("room-facts") and "10.1.0.1:5060" in page.text("room-facts")
+    assert "sip:room-a@vc.test" in page.text("room-facts") and "127.1.0.1:5060" in page.text("room-facts")
     assert "12.3 ms" in page.text("room-facts") and "200 in 12.3 ms" in page.text("room-facts")
     assert "2014-07-01 12:00 KST" in page.text("room-facts")
     events = page.text("room-events")
