@@ -106,7 +106,7 @@ def engine_here_or_client(ctx: AppContext) -> Iterator[bool]:
     from controlplane.workflows import EngineBusy, WorkflowClient
 
     try:
-        engine = start_engine(ctx)
+        engine = start_engine(ctx, schedules=False)  # this command's own work: no probes, no scheduled reconciles
     except EngineBusy:
         client = WorkflowClient(ctx.settings.effective_workflows_database_url)
         ctx.workflows = client

@@ -75,9 +75,11 @@ def engine_queues(settings: Settings) -> list[workflows.Queue]:
             *room_work.queues()]
 
 
-def start_engine(ctx: AppContext) -> workflows.Engine:
+def start_engine(ctx: AppContext, *, schedules: bool = True) -> workflows.Engine:
     """Start the durable engine for `ctx` (raises EngineBusy when another holds it), recovering what a previous
-    process left running, then queue what was recorded but never handed over."""
+    process left running, then queue what was recorded but never handed over. `schedules`: also hand over the
+    periodic work of a serving process (the room probes, the scheduled reconciles); a command that runs the engine
+    for its own work only goes without."""
     from controlplane import workflows
     from controlplane.automation import flows as job_flows
     from controlplane.cloud import flows as cloud_flows
@@ -97,8 +99,9 @@ def start_engine(ctx: AppContext) -> workflows.Engine:
             log.exception("looking for work to queue again failed (%s)", resume.__module__)
     wave_flows.count_states(ctx)
     engine.every(ctx.settings.migration_wake_seconds, wave_flows.wake_held, name="migration-waker")
-    engine.every(ctx.settings.rooms_probe_seconds, room_flows.start_probe_cycle, name="room-prober")
-    engine.every(ctx.settings.rooms_reconcile_seconds, room_reconcile.start_scheduled, name="bridge-reconciler")
+    if schedules:
+        engine.every(ctx.settings.rooms_probe_seconds, room_flows.start_probe_cycle, name="room-prober")
+        engine.every(ctx.settings.rooms_reconcile_seconds, room_reconcile.start_scheduled, name="bridge-reconciler")
     return engine
 
 

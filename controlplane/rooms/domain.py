@@ -385,10 +385,13 @@ def probe_outcome(ok: bool, status: int | None, rtt: float | None, error: str | 
     return ProbeOutcome("error", None, f"not probed: {error}", None)
 
 
+MAX_PROBE_WINDOW = 30.0  # 5,000 sends spread over 30 s: ~170 a second, never a burst
+
+
 def probe_window(period: float, timeout: float) -> float:
     """The part of a probe period over which a cycle spreads its sends: what leaves time for the last answers and
-    the writing before the next cycle (half the period at most)."""
-    return max(0.0, min(period / 2, period - 2 * timeout))
+    the writing before the next cycle (half the period, and MAX_PROBE_WINDOW, at most)."""
+    return max(0.0, min(period / 2, period - 2 * timeout, MAX_PROBE_WINDOW))
 
 
 # Bridge rooms: where each room's persistent video room goes ----------------------------------------------------

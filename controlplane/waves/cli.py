@@ -314,8 +314,8 @@ def worker() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         try:
-            clikit.say(f"engine running (executor {ctx.settings.workflows_executor_id}): migrations, playbook jobs "
-                       "and cloud applies; stop it with Ctrl-C")
+            clikit.say(f"engine running (executor {ctx.settings.workflows_executor_id}): migrations, playbook jobs, "
+                       "cloud applies, room probes and bridge reconciles; stop it with Ctrl-C")
             stop.wait()
         finally:
             stop_engine(ctx, engine)
