@@ -1,20 +1,22 @@
-"""The VC network's long work: a probe cycle asks every room endpoint (SIP OPTIONS), writes the state changes and
-refreshes the metrics' cache. One cycle per probe period across all engine processes: each engine's ticker hands
-the period's cycle to the engine under an id made of the period (`probe_cycle_id`), and the same id twice is one
-workflow."""
+"""The VC network's long work: a probe cycle asks every room endpoint (SIP OPTIONS) and every deployed bridge (its
+API), writes the state changes and refreshes the metrics' cache; a bridge that changed state has the bridges
+reconciled at once (a bridge down is drained then, not at the next scheduled reconcile). One cycle per probe
+period across all engine processes: each engine's ticker hands the period's cycle to the engine under an id made of
+the period (`probe_cycle_id`), and the same id twice is one workflow."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.rooms import service
 from controlplane.rooms.domain import probe_outcome, probe_window
 from controlplane.rooms.metrics import RoomMetrics, refresh_rooms
+from controlplane.rooms.reconcile import check_bridges
 from controlplane.rooms.sip_probe import ProbeTarget, probe_all, target_allowed
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class CycleSummary:
     results: dict[str, int]
     changes: list[tuple[str, str, str]]
     seconds: float
+    bridge_changes: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def probe_cycle_id(now: float, period: float) -> str:
@@ -35,7 +38,8 @@ def probe_cycle_id(now: float, period: float) -> str:
 
 
 def run_probe_cycle(ctx: AppContext) -> CycleSummary:
-    """Probe every room once, spread over the cycle's window; write what changed; count the results."""
+    """Probe every room once, spread over the cycle's window, and ask every deployed bridge how it is; write what
+    changed; count the results."""
     settings = ctx.settings
     started = time.monotonic()
     with transaction(ctx.sessions) as session:
@@ -58,20 +62,22 @@ def run_probe_cycle(ctx: AppContext) -> CycleSummary:
         metrics.probes.labels(outcome.result).inc()
         if outcome.result == "ok" and outcome.rtt is not None:
             metrics.probe_rtt.labels(sites.get(code, "")).observe(outcome.rtt)
+    bridge_changes = check_bridges(ctx)
     seconds = time.monotonic() - started
     metrics.cycle_seconds.set(seconds)
     metrics.last_cycle.set(time.time())
     refresh_rooms(ctx)
     for code, before, after in changes:
         log.info("room %s: %s -> %s", code, before, after)
-    return CycleSummary(rooms=len(rows), results=counts, changes=changes, seconds=seconds)
+    return CycleSummary(rooms=len(rows), results=counts, changes=changes, seconds=seconds,
+                        bridge_changes=bridge_changes)
 
 
 def start_probe_cycle(ctx: AppContext) -> str | None:
     """Hand this period's probe cycle to the engine (once per period across all engines); None when the catalogue
-    has no room to probe."""
+    has neither a room nor a deployed bridge to ask."""
     with transaction(ctx.sessions) as session:
-        if not service.probe_targets(session):
+        if not service.probe_targets(session) and not any(b.address for b in service.list_bridges(session)):
             return None
     workflow_id = probe_cycle_id(time.time(), ctx.settings.rooms_probe_seconds)
     ctx.durable("the room probes").enqueue(PROBE_QUEUE, PROBE_WORKFLOW, workflow_id=workflow_id)

@@ -45,7 +45,7 @@ def reconcile(ctx: AppContext) -> ReconcileReport:
     box = secret_box(ctx.settings)
     report = ReconcileReport()
     with ExitStack() as clients_open:
-        healthy = _check_bridges(ctx, box, report, clients_open)
+        healthy, _changes = _check_bridges(ctx, box, report, clients_open)
         with transaction(ctx.sessions) as session:
             dropped = service.drop_retired_bridge_rooms(session)
             rooms, slots = service.placement_inputs(session)
@@ -64,12 +64,22 @@ def reconcile(ctx: AppContext) -> ReconcileReport:
     return report
 
 
+def check_bridges(ctx: AppContext) -> list[tuple[str, str, str]]:
+    """Ask every deployed bridge for its load and record up or down (each probe cycle does, between reconciles):
+    (bridge, before, after) of each change."""
+    with ExitStack() as clients_open:
+        _healthy, changes = _check_bridges(ctx, secret_box(ctx.settings), ReconcileReport(), clients_open)
+    return changes
+
+
 def _check_bridges(ctx: AppContext, box: Any, report: ReconcileReport,
-                   clients_open: ExitStack) -> dict[str, BridgePort]:
-    """Ask every deployed bridge for its load; record up or down; the clients of those that answered."""
+                   clients_open: ExitStack) -> tuple[dict[str, BridgePort], list[tuple[str, str, str]]]:
+    """Ask every deployed bridge for its load; record up or down; the clients of those that answered, and the
+    changes."""
     with transaction(ctx.sessions) as session:
         addresses = [(b.code, service.bridge_address(b, box)) for b in service.list_bridges(session)]
     healthy: dict[str, BridgePort] = {}
+    changes: list[tuple[str, str, str]] = []
     for code, address in addresses:
         if address is None:
             report.bridges[code] = "not deployed"
@@ -84,10 +94,11 @@ def _check_bridges(ctx: AppContext, box: Any, report: ReconcileReport,
             change = service.record_bridge_health(session, clock=ctx.clock, code=code, load=load, error=error)
         if change:
             log.warning("bridge %s: %s -> %s %s", code, change[0], change[1], error)
+            changes.append((code, *change))
         report.bridges[code] = "up" if load is not None else f"down: {error}"
         if load is not None:
             healthy[code] = client
-    return healthy
+    return healthy, changes
 
 
 def _reconcile_bridge(ctx: AppContext, box: Any, code: str, client: BridgePort, ours: dict[int, str],
@@ -150,13 +161,13 @@ def start_scheduled(ctx: AppContext) -> str | None:
     return workflow_id
 
 
-def request(ctx: AppContext, *, actor: audit.Actor, reconcile_id: str | None = None) -> str:
-    """A reconcile asked for (by an operator, or a deployment under its own id): recorded (queued, audited, once
-    per id) and handed to the engine; its id."""
+def request(ctx: AppContext, *, actor: audit.Actor, reconcile_id: str | None = None, audited: bool = True) -> str:
+    """A reconcile asked for (by an operator; by the engine itself, under an id of its own and not audited, when a
+    bridge was deployed or changed state): recorded (queued, once per id) and handed to the engine; its id."""
     engine = ctx.durable("a reconcile")
     workflow_id = reconcile_id or f"vc-reconcile-op-{uuid.uuid4().hex[:12]}"
     name = actor.username if isinstance(actor, audit.Principal) else actor
     with transaction(ctx.sessions) as session:
-        service.queue_reconcile(session, clock=ctx.clock, actor=actor, reconcile_id=workflow_id)
+        service.queue_reconcile(session, clock=ctx.clock, actor=actor, reconcile_id=workflow_id, audited=audited)
     engine.enqueue(RECONCILE_QUEUE, RECONCILE_WORKFLOW, "operator", name[:64], workflow_id=workflow_id)
     return workflow_id

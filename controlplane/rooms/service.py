@@ -474,7 +474,8 @@ def drop_retired_bridge_rooms(session: Session) -> list[tuple[str, str, int, str
 # --- reconciles ----------------------------------------------------------------------------------------------
 
 
-def queue_reconcile(session: Session, *, clock: Clock, actor: audit.Actor, reconcile_id: str) -> Reconcile:
+def queue_reconcile(session: Session, *, clock: Clock, actor: audit.Actor, reconcile_id: str,
+                    audited: bool = True) -> Reconcile:
     existing = session.get(Reconcile, reconcile_id)
     if existing is not None:  # asked for again under the same id (a workflow replayed): one reconcile
         return existing
@@ -482,7 +483,9 @@ def queue_reconcile(session: Session, *, clock: Clock, actor: audit.Actor, recon
     row = Reconcile(id=reconcile_id, trigger="operator", actor=name[:64], state="queued", requested_at=clock.now(),
                     report={})
     session.add(row)
-    audit.record(session, clock=clock, actor=actor, action="reconcile", entity_type="bridges", entity_id=reconcile_id)
+    if audited:
+        audit.record(session, clock=clock, actor=actor, action="reconcile", entity_type="bridges",
+                     entity_id=reconcile_id)
     return row
 
 

@@ -17,13 +17,18 @@ def queues() -> list[workflows.Queue]:
 
 @workflows.workflow(flows.PROBE_WORKFLOW)
 def probe_cycle_workflow() -> dict[str, Any]:
-    return probe_step()
+    summary = probe_step()
+    if summary["bridge_changes"]:  # a bridge went down (drain it now) or came back (give it rooms)
+        reconcile.request(workflows.context(), actor="prober", audited=False,
+                          reconcile_id=f"vc-reconcile-{workflows.current_workflow_id()}")
+    return summary
 
 
 @workflows.step("cp.vc_probe")
 def probe_step() -> dict[str, Any]:
     summary = flows.run_probe_cycle(workflows.context())
     return {"rooms": summary.rooms, "results": summary.results, "changes": len(summary.changes),
+            "bridge_changes": [f"{code}: {before} -> {after}" for code, before, after in summary.bridge_changes],
             "seconds": round(summary.seconds, 3)}
 
 
@@ -41,7 +46,7 @@ def reconcile_step(workflow_id: str, trigger: str, actor: str) -> dict[str, Any]
 def deploy_workflow(code: str, credential: str) -> dict[str, Any]:
     result = deploy_step(code, credential)
     if result["state"] == "deployed":  # rooms go onto it now, not at the next scheduled reconcile
-        reconcile.request(workflows.context(), actor=f"deploy:{code}",
+        reconcile.request(workflows.context(), actor=f"deploy:{code}", audited=False,
                           reconcile_id=f"vc-reconcile-{workflows.current_workflow_id()}")
     return result
 

@@ -43,7 +43,7 @@ def _catalogue(directory: Path, bridge_capacity: int) -> Path:
   building: "1"
   floor: 1
   capacity: 8
-  endpoint: {{uri: "sip:{code}@vc.test", address: 10.1.0.{i + 2}}}
+  endpoint: {{uri: "sip:{code}@vc.test", address: 127.1.0.{i + 2}}}
 """ for i, code in enumerate(ROOMS))
     (directory / "catalogue.yml").write_text(f"""version: 1
 sites:
@@ -60,7 +60,7 @@ rooms:
   floor: 1
   capacity: 8
   bridge_room: false
-  endpoint: {{uri: "sip:no-bridge-room@vc.test", address: 10.1.0.99}}
+  endpoint: {{uri: "sip:no-bridge-room@vc.test", address: 127.1.0.99}}
 {rooms}""")
     return directory
 
@@ -88,7 +88,8 @@ def bridges(tmp_path: Path, admin_secrets: dict[str, str]) -> Iterator[dict[str,
 def settings(database_url: str, tmp_path: Path, engine_on: bool) -> Iterator[Settings]:
     base = Settings(env="test", database_url=database_url, data_dir=tmp_path, metrics_refresh_seconds=3600,
                     rooms_catalogue_dir=_catalogue(tmp_path / "rooms", bridge_capacity=4),
-                    rooms_allowed_networks="10.1.0.0/24,127.0.0.0/8", rooms_bridge_timeout=2)
+                    rooms_allowed_networks="127.0.0.0/8", rooms_bridge_timeout=2, rooms_probe_seconds=1,
+                    rooms_probe_timeout=0.3)
     with engine_settings(base, tmp_path, on=engine_on) as with_engine:
         yield with_engine
 
@@ -221,3 +222,27 @@ def test_a_bridge_endpoint_must_be_an_address_in_the_allowed_networks(client: Te
                422, field="admin_secret")
     error_body(client.put(f"{API}/bridges/nope/endpoint", headers=operator, json=body | {"address": "127.0.0.1"}),
                404, field="bridge")
+
+
+def test_the_probes_find_a_bridge_that_stops_answering_and_it_is_drained_at_once(
+        client: TestClient, operator: dict[str, str], bridges: dict[str, LocalJanus],
+        sessions: sessionmaker[Session]) -> None:
+    """Between scheduled reconciles (every 5 minutes by default) the probe cycles ask the bridges too: a bridge
+    that stops answering is down within a cycle, and the reconcile it sets off moves its rooms."""
+    def placed() -> dict[str, set[int]]:
+        return _assigned(sessions)
+
+    deadline = time.monotonic() + 30
+    while sum(len(v) for v in placed().values()) < len(ROOMS):  # the first cycle saw them up: rooms placed
+        assert time.monotonic() < deadline, placed()
+        time.sleep(0.2)
+    busy = max(placed(), key=lambda code: len(placed()[code]))
+    bridges[busy].stop()
+    stopped = time.monotonic()
+    while placed()[busy]:
+        assert time.monotonic() - stopped < 30, placed()
+        time.sleep(0.2)
+    states = {b["code"]: b["state"] for b in client.get(f"{API}/bridges", headers=operator).json()}
+    assert states[busy] == "down"
+    reconciles = client.get(f"{API}/reconcile", headers=operator).json()
+    assert any(r["actor"] == "prober" and r["state"] == "succeeded" for r in reconciles), reconciles
