@@ -21,7 +21,7 @@ from controlplane.context import AppContext
 from controlplane.db import transaction
 from controlplane.errors import AppError, InvalidInput
 from controlplane.http_api import MAX_ID
-from controlplane.rooms import service
+from controlplane.rooms import reconcile, service
 from controlplane.rooms.domain import REGIONS, SITE_KINDS
 from controlplane.rooms.models import Room, Site
 from controlplane.rooms.router import bridge_read, room_change_stream
@@ -29,6 +29,7 @@ from controlplane.rooms.schemas import ServiceIn
 from controlplane.web import kit
 
 EVENTS_SHOWN = 50
+RECONCILES_SHOWN = 5
 STATES = service.ROOM_STATES
 CENTRE = "smart_work_centre"
 SAVED = ("out", "in")
@@ -238,9 +239,26 @@ def centres(*, request: Request, principal: kit.PagePrincipal, session: DbSessio
 
 
 @router.get("/vc/bridges")
-def bridges(*, request: Request, principal: kit.PagePrincipal, session: DbSession) -> Response:
-    """The bridges in service: state, where, load against capacity; never a secret."""
+def bridges(*, request: Request, queued: str = Query("", max_length=64), principal: kit.PagePrincipal,
+            session: DbSession) -> Response:
+    """The bridges in service: state, where, load against capacity, never a secret; the latest reconciles with what
+    they did, and for operators a button to reconcile now."""
     kit.require(principal, Permission.ROOMS_READ)
     # The API's view of each bridge (which holds no secret, only whether one is set) and its site's name.
     rows = [(bridge_read(b), b.site.name) for b in service.list_bridges(session)]
-    return kit.render(request, "vc_bridges.html", {"bridges": rows})
+    return kit.render(request, "vc_bridges.html", {
+        "bridges": rows, "reconciles": service.list_reconciles(session, limit=RECONCILES_SHOWN),
+        "may_write": principal.has(Permission.ROOMS_WRITE),
+        "queued": queued if queued.startswith("vc-reconcile-") else ""})
+
+
+@router.post("/vc/bridges/reconcile")
+def bridges_reconcile(*, request: Request, csrf: str = Form("", max_length=200), ctx: Ctx) -> Response:
+    """Reconcile the bridges and their rooms now (operators; durable work, its outcome on the page)."""
+    kit.form_page(request, "/vc/bridges")
+    with transaction(ctx.sessions) as session:
+        principal = kit.authenticate_page(request, session, ctx)
+        kit.check_csrf(request, csrf)
+        kit.require(principal, Permission.ROOMS_WRITE)
+    reconcile_id = reconcile.request(ctx, actor=principal)
+    return RedirectResponse(f"/vc/bridges?queued={quote(reconcile_id)}", status_code=303)

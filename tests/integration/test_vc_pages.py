@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from engine import engine_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from test_web_pages import _Page, csrf_of, form_login
 
+from controlplane.app import create_app
 from controlplane.auth import service as auth_service
 from controlplane.auth.models import AuditEntry
 from controlplane.clock import FixedClock
@@ -25,6 +28,7 @@ from controlplane.db import transaction
 from controlplane.rooms import service
 from controlplane.rooms.domain import probe_outcome
 from controlplane.rooms.models import Bridge
+from controlplane.secrets import secret_box
 
 SEED = Path(__file__).resolve().parents[2] / "rooms"
 TEMPLATES = Path(__file__).resolve().parents[2] / "controlplane" / "web" / "templates"
@@ -98,7 +102,7 @@ def network(agencies: None, sessions: sessionmaker[Session], clock: FixedClock, 
         service.record_probes(s, clock=clock, outcomes={
             "room-a": probe_outcome(True, 200, 0.0123, None), "room-c": probe_outcome(False, None, None, "timeout")})
         bridge = s.scalars(select(Bridge).where(Bridge.code == "bridge-test")).one()
-        bridge.state, bridge.address, bridge.rooms_in_use, bridge.participants = "up", "10.2.0.5", 3, 12
+        bridge.state, bridge.address, bridge.rooms_in_use, bridge.participants = "up", "127.2.0.5", 3, 12
         bridge.admin_secret_sealed = BRIDGE_SECRET
 
 
@@ -329,12 +333,44 @@ def test_the_bridges_page_shows_state_and_load_never_a_secret(client: TestClient
     form_login(client, "sec1")
     html = client.get("/vc/bridges").text
     row = html.split('data-bridge="bridge-test"', 1)[1].split("</tr>", 1)[0]
-    assert 'data-state="up"' in row and "시험 청사" in row and "vc-bridge-1" in row and "10.2.0.5" in row
+    assert 'data-state="up"' in row and "시험 청사" in row and "vc-bridge-1" in row and "127.2.0.5" in row
     assert '<meter min="0" max="10" value="3" high="8">' in row and "3 / 10" in row
     assert '<meter min="0" max="40" value="12" high="32">' in row and "12 / 40" in row
     assert BRIDGE_SECRET not in html and "secret" not in html.lower()
     english = client.get("/vc/bridges?lang=en").text
     assert "Video bridges" in english and "3 of 10" in english and "Participants / capacity" in english
+
+
+def test_an_operator_reconciles_the_bridges_from_their_page(network: None, users: None, settings: Settings,
+                                                           clock: FixedClock, tmp_path: Path,
+                                                           sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as s:  # a secret the reconcile can open (the fixture's is a stand-in)
+        s.scalars(select(Bridge)).one().admin_secret_sealed = secret_box(settings).seal("a-janus-admin-secret")
+    with engine_settings(settings, tmp_path) as with_engine, TestClient(create_app(with_engine, clock=clock)) as client:
+        form_login(client, "min1")
+        page = client.get("/vc/bridges").text
+        assert 'id="reconcile-form"' not in page
+        assert client.post("/vc/bridges/reconcile", data={"csrf": csrf_of(client.get("/vc/rooms").text)},
+                           follow_redirects=False).status_code == 403
+        client.cookies.clear()
+        form_login(client, "op1")
+        page = client.get("/vc/bridges").text
+        assert 'id="reconcile-form"' in page and 'id="no-reconciles"' in page
+        assert client.post("/vc/bridges/reconcile", data={}, follow_redirects=False).status_code == 403  # no CSRF
+        done = client.post("/vc/bridges/reconcile", data={"csrf": csrf_of(page)}, follow_redirects=False)
+        assert done.status_code == 303, done.text[-300:]
+        assert done.headers["location"].startswith("/vc/bridges?queued=vc-reconcile-op-")
+        reconcile_id = parse_qs(urlsplit(done.headers["location"]).query)["queued"][0]
+        assert reconcile_id in _Page(client.get(done.headers["location"]).text).text("queued")
+        deadline = time.monotonic() + 30
+        while f'data-reconcile="{reconcile_id}" data-state="succeeded"' not in (page := client.get("/vc/bridges").text):
+            assert time.monotonic() < deadline, page
+            time.sleep(0.2)
+    # bridge-test (127.2.0.5) does not answer: the bridge is down, and the reconcile was the operator's, audited.
+    assert 'data-bridge="bridge-test" data-state="down"' in page
+    with transaction(sessions) as s:
+        audit = s.scalars(select(AuditEntry).where(AuditEntry.entity_type == "bridges")).all()
+        assert [(a.action, a.actor, a.entity_id) for a in audit] == [("reconcile", "op1", reconcile_id)]
 
 
 def test_the_seed_catalogue_renders_on_every_page(client: TestClient, users: None, sessions: sessionmaker[Session],
