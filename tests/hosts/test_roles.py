@@ -21,12 +21,11 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
 import pytest
 from artifacts import (
     ArtifactServer,
@@ -38,6 +37,7 @@ from artifacts import (
     write_dump,
 )
 from fleet import Host
+from playbook_runs import PLAYBOOKS, PlayRun, run_playbook
 
 pytestmark = [pytest.mark.devcloud, pytest.mark.xdist_group("devcloud")]
 
@@ -48,9 +48,6 @@ LEGACY_APP = "legacy minwon on the old web server"
 ROOT_APP = "new minwon at the root"
 
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = REPO / "playbooks"
-ANSIBLE_CFG = REPO / "ansible.cfg"
 CHECKS = PLAYBOOKS / "checks"
 # The dev cloud's servers are throwaway hosts whose addresses come back with new host keys: their inventory, not
 # ansible.cfg, turns host key checking off (see the comment in ansible.cfg).
@@ -75,75 +72,6 @@ def inventory(groups: dict[str, Iterable[Host]], hostvars: dict[str, dict[str, A
                  "ansible_ssh_common_args": SSH_COMMON_ARGS},
         "children": {group: {"hosts": {host.name: {} for host in members}} for group, members in groups.items()},
     }}
-
-
-@dataclass
-class PlayRun:
-    status: str
-    rc: int
-    seconds: float
-    stats: dict[str, dict[str, int]]
-    failures: list[dict[str, str]] = field(default_factory=list)  # {host, task, status, message}
-    changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
-    artifacts: Path | None = None
-
-    def changed(self, host: str) -> int:
-        return self.stats.get("changed", {}).get(host, 0)
-
-
-def run_playbook(playbook: str, inv: dict[str, Any], work: Path, *, extravars: dict[str, Any] | None = None,
-                 secrets: dict[str, str] | None = None, limit: str | None = None,
-                 ansible_cfg: Path | None = ANSIBLE_CFG, forks: int | None = None) -> PlayRun:
-    """ansible-playbook through ansible-runner with the project's ansible.cfg; secrets only in a 0600 vars file."""
-    work.mkdir(parents=True, exist_ok=True)
-    private = Path(work) / f"run-{uuid.uuid4().hex[:8]}"
-    (private / "inventory").mkdir(parents=True)
-    # SSH master connections (ControlPersist) of this module's runs only: a master left by another test to a
-    # deleted server whose address a new server got would otherwise be reused, and break or hang.
-    inv = {"all": {**inv["all"], "vars": {"ansible_control_path_dir": str(work / "cp"), **inv["all"]["vars"]}}}
-    (private / "inventory" / "hosts.json").write_text(json.dumps(inv))
-    cmdline = []
-    if secrets:
-        secret_file = private / "secret-vars.json"
-        secret_file.touch(mode=0o600)
-        secret_file.write_text(json.dumps(secrets))
-        cmdline += ["-e", f"@{secret_file}"]
-    if forks:
-        cmdline += ["--forks", str(forks)]
-    envvars = {"ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"), "ANSIBLE_NOCOLOR": "1",
-               "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin"}
-    # No ansible.cfg at all: Ansible's own defaults (the benchmark's baseline).
-    envvars["ANSIBLE_CONFIG"] = str(ansible_cfg) if ansible_cfg else str(private / "no-ansible.cfg")
-    if not ansible_cfg:
-        (private / "no-ansible.cfg").write_text("[defaults]\n")
-    changed_tasks: list[tuple[str, str]] = []
-    failures: list[dict[str, str]] = []
-
-    def on_event(event: dict[str, Any]) -> bool:
-        data = event.get("event_data") or {}
-        name = event.get("event")
-        result = data.get("res") or {}
-        # A no_log task's result is censored, changed included: its stdout line still says "changed: [host]".
-        if name == "runner_on_ok" and (result.get("changed") or str(event.get("stdout", "")).strip().endswith(
-                f"changed: [{data.get('host')}]")):
-            changed_tasks.append((data.get("host", ""), data.get("task", "")))
-        if (name == "runner_on_failed" and not data.get("ignore_errors")) or name == "runner_on_unreachable":
-            failures.append({"host": data.get("host", ""), "task": data.get("task", ""),
-                             "status": "unreachable" if name == "runner_on_unreachable" else "failed",
-                             "message": str(result.get("msg") or result.get("stderr") or "")})
-        return True
-
-    started = time.monotonic()
-    try:
-        runner = ansible_runner.run(
-            private_data_dir=str(private), project_dir=str(PLAYBOOKS), playbook=playbook,
-            inventory=str(private / "inventory" / "hosts.json"), extravars=extravars or {},
-            cmdline=" ".join(cmdline) or None, limit=limit, envvars=envvars, quiet=True, event_handler=on_event)
-    finally:
-        (private / "secret-vars.json").unlink(missing_ok=True)
-    seconds = time.monotonic() - started
-    return PlayRun(runner.status, runner.rc, seconds, runner.stats or {}, failures, changed_tasks,
-                   Path(runner.config.artifact_dir))
 
 
 # Checks ----------------------------------------------------------------------------------------------------

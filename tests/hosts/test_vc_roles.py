@@ -24,14 +24,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import ansible_runner
 import psutil
 import pytest
 from fleet import Host
+from playbook_runs import PLAYBOOKS, PlayRun, run_playbook
 
 from controlplane.rooms.domain import probe_outcome
 from controlplane.rooms.janus import BridgeAuthFailed, BridgeUnreachable, JanusBridge
@@ -47,9 +47,6 @@ SIP_PORT = 5060
 HTTP_PORT, ADMIN_PORT = 8088, 7088
 EXTRAVARS = {"sip_registrar_domain": DOMAIN, "sip_registrar_children": 2, "janus_bridge_rtp_port_range": "30000-30999"}
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = REPO / "playbooks"
-ANSIBLE_CFG = REPO / "ansible.cfg"
 CHECKS = PLAYBOOKS / "checks"
 SIP_SCENARIOS = Path(__file__).resolve().parent / "sip"
 SIPP = "/usr/bin/sipp"
@@ -63,7 +60,7 @@ VERIFY_PLAYBOOK = [{
               for role in ("sip_registrar", "janus_bridge")]}]
 
 
-# Playbooks (the approach of tests/hosts/test_roles.py) ------------------------------------------------------------
+# Playbooks (run as tests/hosts/test_roles.py runs them: tests/playbook_runs.py) --------------------------------------
 
 
 # The groups of site.yml's other roles, declared without hosts (a play whose group is not in the inventory warns).
@@ -81,65 +78,6 @@ def inventory(host: Host, key: Path, control_path_dir: Path) -> dict[str, Any]:
         "children": {"sip_registrar": {"hosts": {host.name: {}}}, "janus_bridge": {"hosts": {host.name: {}}},
                      **{group: {"hosts": {}} for group in OTHER_GROUPS}},
     }}
-
-
-@dataclass
-class PlayRun:
-    status: str
-    rc: int
-    seconds: float
-    stats: dict[str, dict[str, int]]
-    failures: list[dict[str, str]] = field(default_factory=list)  # {host, task, message}
-    changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
-    artifacts: Path | None = None
-
-    def changed(self, host: str) -> int:
-        return self.stats.get("changed", {}).get(host, 0)
-
-    @property
-    def private_data_dir(self) -> Path:
-        assert self.artifacts is not None
-        return self.artifacts.parents[1]
-
-
-def run_playbook(playbook: str | Path, inv: dict[str, Any], work: Path, *, extravars: dict[str, Any],
-                 secrets: dict[str, str]) -> PlayRun:
-    """ansible-playbook through ansible-runner with the project's ansible.cfg; secrets only in a 0600 vars file,
-    removed after the run."""
-    private = work / f"run-{uuid.uuid4().hex[:8]}"
-    (private / "inventory").mkdir(parents=True)
-    (private / "inventory" / "hosts.json").write_text(json.dumps(inv))
-    secret_file = private / "secret-vars.json"
-    secret_file.touch(mode=0o600)
-    secret_file.write_text(json.dumps(secrets))
-    envvars = {"ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
-               "ANSIBLE_NOCOLOR": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin"}
-    changed_tasks: list[tuple[str, str]] = []
-    failures: list[dict[str, str]] = []
-
-    def on_event(event: dict[str, Any]) -> bool:
-        data = event.get("event_data") or {}
-        name = event.get("event")
-        result = data.get("res") or {}
-        # A no_log task's result is censored, changed included: its stdout line still says "changed: [host]".
-        if name == "runner_on_ok" and (result.get("changed") or str(event.get("stdout", "")).strip().endswith(
-                f"changed: [{data.get('host')}]")):
-            changed_tasks.append((data.get("host", ""), data.get("task", "")))
-        if (name == "runner_on_failed" and not data.get("ignore_errors")) or name == "runner_on_unreachable":
-            failures.append({"host": data.get("host", ""), "task": data.get("task", ""),
-                             "message": str(result.get("msg") or result.get("stderr") or "")})
-        return True
-
-    started = time.monotonic()
-    try:
-        runner = ansible_runner.run(
-            private_data_dir=str(private), project_dir=str(PLAYBOOKS), playbook=str(playbook),
-            inventory=str(private / "inventory" / "hosts.json"), extravars=extravars,
-            cmdline=f"-e @{secret_file}", envvars=envvars, quiet=True, event_handler=on_event)
-    finally:
-        secret_file.unlink(missing_ok=True)
-    return PlayRun(runner.status, runner.rc, time.monotonic() - started, runner.stats or {}, failures,
-                   changed_tasks, Path(runner.config.artifact_dir))
 
 
 @dataclass
