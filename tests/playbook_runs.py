@@ -38,7 +38,7 @@ class PlayRun:
         return self.artifacts.parents[1]
 
 
-def run_playbook(playbook: str, inv: dict[str, Any], work: Path, *, extravars: dict[str, Any] | None = None,
+def run_playbook(playbook: str | Path, inv: dict[str, Any], work: Path, *, extravars: dict[str, Any] | None = None,
                  secrets: dict[str, str] | None = None, limit: str | None = None,
                  ansible_cfg: Path | None = ANSIBLE_CFG, forks: int | None = None) -> PlayRun:
     """ansible-playbook through ansible-runner with the project's ansible.cfg; secrets only in a 0600 vars file."""
@@ -83,7 +83,7 @@ def run_playbook(playbook: str, inv: dict[str, Any], work: Path, *, extravars: d
     started = time.monotonic()
     try:
         runner = ansible_runner.run(
-            private_data_dir=str(private), project_dir=str(PLAYBOOKS), playbook=playbook,
+            private_data_dir=str(private), project_dir=str(PLAYBOOKS), playbook=str(playbook),
             inventory=str(private / "inventory" / "hosts.json"), extravars=extravars or {},
             cmdline=" ".join(cmdline) or None, limit=limit, envvars=envvars, quiet=True, event_handler=on_event)
     finally:
