@@ -337,6 +337,7 @@ def test_the_bridges_page_shows_state_and_load_never_a_secret(client: TestClient
     assert '<meter min="0" max="10" value="3" high="8">' in row and "3 / 10" in row
     assert '<meter min="0" max="40" value="12" high="32">' in row and "12 / 40" in row
     assert BRIDGE_SECRET not in html and "secret" not in html.lower()
+    assert 'id="no-reconciles"' in html and 'id="reconcile-form"' not in html  # a secretariat reads only
     english = client.get("/vc/bridges?lang=en").text
     assert "Video bridges" in english and "3 of 10" in english and "Participants / capacity" in english
 
@@ -355,7 +356,7 @@ def test_an_operator_reconciles_the_bridges_from_their_page(network: None, users
         client.cookies.clear()
         form_login(client, "op1")
         page = client.get("/vc/bridges").text
-        assert 'id="reconcile-form"' in page and 'id="no-reconciles"' in page
+        assert 'id="reconcile-form"' in page  # (the engine's own first cycle may have reconciled already)
         assert client.post("/vc/bridges/reconcile", data={}, follow_redirects=False).status_code == 403  # no CSRF
         done = client.post("/vc/bridges/reconcile", data={"csrf": csrf_of(page)}, follow_redirects=False)
         assert done.status_code == 303, done.text[-300:]
